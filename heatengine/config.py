@@ -1,0 +1,255 @@
+"""Options for every step, as frozen dataclasses validated on construction.
+
+Everything a run's output depends on lives here, so the manifest can record it and a
+second run with the same configuration reproduces the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+#: Numba options shared by every kernel: one place to change them (``@njit(**NJIT)``).
+NJIT: dict[str, Any] = {"cache": True, "nogil": True}
+#: Options for kernels that run ``prange`` loops.
+NJIT_PARALLEL: dict[str, Any] = {**NJIT, "parallel": True}
+
+Measure = Literal["users", "taps"]
+Coordinates = Literal["normalised", "pixels"]
+
+MAX_GRID_SIDE = 4096
+SMALLEST_K_WITHOUT_OVERRIDE = 5
+
+#: Canonical columns (see ARCHITECTURE.md) that a column mapping may rename onto.
+CANONICAL_COLUMNS = (
+    "screen",
+    "x",
+    "y",
+    "user_id",
+    "user_token",
+    "ts",
+    "consent",
+    "viewport_width",
+    "viewport_height",
+)
+
+
+def _require_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an integer, got {value!r}"
+        raise TypeError(msg)
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        msg = f"{name} must be {bound}, got {value}"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The public, data-independent grid every screen is binned into.
+
+    Cell edges come from normalised coordinates and this fixed resolution only, never
+    from the data, so the grid itself reveals nothing.
+
+    Parameters
+    ----------
+    columns, rows
+        Number of cells across and down the screen (default 64 x 128).
+
+    Examples
+    --------
+    >>> GridSpec(32, 64).cells
+    2048
+    >>> GridSpec.parse("64x128")
+    GridSpec(columns=64, rows=128)
+    """
+
+    columns: int = 64
+    rows: int = 128
+
+    def __post_init__(self) -> None:
+        _require_int("grid columns", self.columns, 1, MAX_GRID_SIDE)
+        _require_int("grid rows", self.rows, 1, MAX_GRID_SIDE)
+
+    @property
+    def cells(self) -> int:
+        """Number of cells in one layer's grid."""
+        return self.columns * self.rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Array shape of one grid, ``(rows, columns)``."""
+        return (self.rows, self.columns)
+
+    @classmethod
+    def parse(cls, text: str) -> GridSpec:
+        """Parse ``"COLUMNSxROWS"``, for example ``"64x128"``."""
+        parts = text.lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            msg = f"grid must look like COLUMNSxROWS, for example 64x128, got {text!r}"
+            raise ValueError(msg)
+        return cls(int(parts[0]), int(parts[1]))
+
+
+@dataclass(frozen=True)
+class PrivacyPolicy:
+    """k-anonymity, contribution bounding and retention.
+
+    Parameters
+    ----------
+    k
+        A cell is published only when at least ``k`` distinct users tapped it.
+        Values below 5 are refused unless ``allow_small_k`` is set.
+    max_taps_per_user_cell
+        Each user's taps in one cell count at most this many times in ``taps``.
+    retention_days
+        Rows older than this many days before the run's reference time are excluded.
+    allow_small_k
+        Explicit acknowledgement that a ``k`` below 5 gives weak protection.
+    """
+
+    k: int = 10
+    max_taps_per_user_cell: int = 5
+    retention_days: int = 30
+    allow_small_k: bool = False
+
+    def __post_init__(self) -> None:
+        _require_int("k", self.k, 1)
+        _require_int("max_taps_per_user_cell", self.max_taps_per_user_cell, 1)
+        _require_int("retention_days", self.retention_days, 1)
+        if self.k < SMALLEST_K_WITHOUT_OVERRIDE and not self.allow_small_k:
+            msg = (
+                f"k={self.k} gives weak protection; values below "
+                f"{SMALLEST_K_WITHOUT_OVERRIDE} need allow_small_k=True"
+            )
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class AggregateConfig:
+    """Everything that decides what :func:`heatengine.aggregate` publishes.
+
+    Parameters
+    ----------
+    grid
+        The public grid.
+    privacy
+        Suppression threshold, contribution cap and retention.
+    sigma
+        Gaussian smoothing radius in cells; ``0`` disables smoothing.
+    measure
+        What ``density`` and the grids show: distinct ``"users"`` per cell (default)
+        or capped ``"taps"``.
+    segments
+        Columns that split a screen into layers, for example ``("platform",)``.
+    column_map
+        Canonical name to the caller's column name, for example ``{"x": "tap_x"}``.
+    coordinates
+        ``"normalised"`` (x and y in [0, 1]) or ``"pixels"`` (divided by
+        ``viewport_width`` and ``viewport_height``).
+    as_of
+        Reference time for retention; ``None`` means the time the run starts.
+    assume_consent
+        The caller states that every row is consented; only then may the input lack a
+        ``consent`` column. Recorded in the statistics.
+    strict
+        Raise on the first quarantined row instead of quarantining.
+    """
+
+    grid: GridSpec = field(default_factory=GridSpec)
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    sigma: float = 1.5
+    measure: Measure = "users"
+    segments: tuple[str, ...] = ()
+    column_map: tuple[tuple[str, str], ...] = ()
+    coordinates: Coordinates = "normalised"
+    as_of: datetime | None = None
+    assume_consent: bool = False
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sigma, bool) or not isinstance(self.sigma, int | float):
+            msg = f"sigma must be a number of cells, got {self.sigma!r}"
+            raise TypeError(msg)
+        if not math.isfinite(self.sigma) or self.sigma < 0:
+            msg = f"sigma must be a finite number >= 0, got {self.sigma}"
+            raise ValueError(msg)
+        if self.measure not in ("users", "taps"):
+            msg = f"measure must be 'users' or 'taps', got {self.measure!r}"
+            raise ValueError(msg)
+        if self.coordinates not in ("normalised", "pixels"):
+            msg = f"coordinates must be 'normalised' or 'pixels', got {self.coordinates!r}"
+            raise ValueError(msg)
+        object.__setattr__(self, "segments", tuple(self.segments))
+        self._check_segments()
+        mapping = dict(self.column_map) if self.column_map else {}
+        object.__setattr__(self, "column_map", _normalise_column_map(mapping))
+        if self.as_of is not None:
+            object.__setattr__(self, "as_of", _as_utc(self.as_of))
+
+    def _check_segments(self) -> None:
+        for name in self.segments:
+            if not isinstance(name, str) or not name:
+                msg = f"segment names must be non-empty strings, got {name!r}"
+                raise ValueError(msg)
+            if name in CANONICAL_COLUMNS:
+                msg = f"segment {name!r} is a canonical column and cannot split layers"
+                raise ValueError(msg)
+        if len(set(self.segments)) != len(self.segments):
+            msg = f"segments repeat a column: {list(self.segments)}"
+            raise ValueError(msg)
+
+    @property
+    def layer_columns(self) -> tuple[str, ...]:
+        """Columns that name a layer: ``screen`` followed by the segments."""
+        return ("screen", *self.segments)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, as recorded in the manifest."""
+        out = asdict(self)
+        out["segments"] = list(self.segments)
+        out["column_map"] = dict(self.column_map)
+        out["as_of"] = None if self.as_of is None else self.as_of.isoformat()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AggregateConfig:
+        """Rebuild a configuration written by :meth:`to_dict`."""
+        as_of = data.get("as_of")
+        return cls(
+            grid=GridSpec(**data["grid"]),
+            privacy=PrivacyPolicy(**data["privacy"]),
+            sigma=data["sigma"],
+            measure=data["measure"],
+            segments=tuple(data["segments"]),
+            column_map=tuple(dict(data["column_map"]).items()),
+            coordinates=data["coordinates"],
+            as_of=None if as_of is None else datetime.fromisoformat(as_of),
+            assume_consent=data["assume_consent"],
+            strict=data["strict"],
+        )
+
+
+def _normalise_column_map(mapping: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    unknown = sorted(set(mapping) - set(CANONICAL_COLUMNS))
+    if unknown:
+        msg = (
+            f"column_map keys must be canonical columns ({', '.join(CANONICAL_COLUMNS)}); "
+            f"unknown: {', '.join(unknown)}"
+        )
+        raise ValueError(msg)
+    sources = list(mapping.values())
+    if len(set(sources)) != len(sources):
+        msg = f"column_map maps one input column onto two canonical columns: {dict(mapping)}"
+        raise ValueError(msg)
+    return tuple(sorted(mapping.items()))
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -1,0 +1,146 @@
+"""Numba kernels: plain arrays in, arrays out.
+
+No Polars, no I/O, no configuration objects and no validation here: callers validate
+once at the public edge and hand over contiguous arrays of the documented dtypes.
+
+The central structure is a *contribution list*: parallel arrays ``keys`` (int64, a layer
+and cell packed as ``layer * cells + cell``), ``users`` (uint64 pseudonymous tokens) and
+``taps`` (int64), sorted by ``(key, user)`` with each pair once. It is exact, and two
+lists merge by concatenating and calling :func:`combine_contributions` again, so the same
+function merges thread chunks, files, days and workers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from heatengine.config import NJIT, NJIT_PARALLEL
+
+
+@njit(**NJIT)
+def chunk_bounds(n: int, n_chunks: int) -> np.ndarray:
+    """Start offsets of ``n_chunks`` near-equal contiguous chunks of ``range(n)``, plus ``n``."""
+    bounds = np.empty(n_chunks + 1, np.int64)
+    for c in range(n_chunks + 1):
+        bounds[c] = (n * c) // n_chunks
+    return bounds
+
+
+@njit(**NJIT_PARALLEL)
+def layer_cell_keys(
+    layer: np.ndarray, x: np.ndarray, y: np.ndarray, columns: int, rows: int, out: np.ndarray
+) -> None:
+    """Pack each tap's layer and grid cell into one key.
+
+    ``x`` and ``y`` are normalised to [0, 1]; the cell is ``floor(x * columns)`` clamped
+    to the last column, so ``x == 1.0`` belongs to the right-most cell (likewise rows,
+    with row 0 at the top). ``key = layer * rows * columns + row * columns + column``.
+    """
+    cells = rows * columns
+    for i in prange(x.size):
+        cx = min(np.int64(x[i] * columns), columns - 1)
+        cy = min(np.int64(y[i] * rows), rows - 1)
+        out[i] = layer[i] * cells + cy * columns + cx
+
+
+@njit(**NJIT_PARALLEL)
+def _scatter_by_key(keys, users, taps, n_keys, n_chunks):
+    """Counting sort of (user, taps) by key, chunk-parallel without shared writes.
+
+    Each chunk counts its own keys; offsets give every (chunk, key) pair a private slot
+    range, so the scatter is race-free and the result does not depend on ``n_chunks``
+    beyond the order of users inside a key, which the caller sorts away.
+    """
+    n = keys.size
+    bounds = chunk_bounds(n, n_chunks)
+    counts = np.zeros((n_chunks, n_keys), np.int64)
+    for c in prange(n_chunks):
+        for i in range(bounds[c], bounds[c + 1]):
+            counts[c, keys[i]] += 1
+    key_start = np.empty(n_keys + 1, np.int64)
+    total = 0
+    for k in range(n_keys):
+        key_start[k] = total
+        for c in range(n_chunks):
+            slot = counts[c, k]
+            counts[c, k] = total
+            total += slot
+    key_start[n_keys] = total
+    sorted_users = np.empty(n, users.dtype)
+    sorted_taps = np.empty(n, taps.dtype)
+    for c in prange(n_chunks):
+        position = counts[c]
+        for i in range(bounds[c], bounds[c + 1]):
+            k = keys[i]
+            p = position[k]
+            sorted_users[p] = users[i]
+            sorted_taps[p] = taps[i]
+            position[k] = p + 1
+    return key_start, sorted_users, sorted_taps
+
+
+@njit(**NJIT_PARALLEL)
+def combine_contributions(
+    keys: np.ndarray, users: np.ndarray, taps: np.ndarray, n_keys: int, n_chunks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum ``taps`` per distinct ``(key, user)`` pair.
+
+    Parameters
+    ----------
+    keys : int64 array in ``[0, n_keys)``
+    users : uint64 array, pseudonymous user tokens
+    taps : int64 array, taps per row (1 for raw taps; counts when merging partials)
+    n_keys : number of possible keys
+    n_chunks : parallel chunks; the output is identical for every value
+
+    Returns
+    -------
+    keys, users, taps
+        One entry per distinct pair, sorted by key and then by user.
+    """
+    key_start, sorted_users, sorted_taps = _scatter_by_key(keys, users, taps, n_keys, n_chunks)
+    distinct = np.zeros(n_keys, np.int64)
+    for k in prange(n_keys):
+        start, stop = key_start[k], key_start[k + 1]
+        if stop - start > 1:
+            order = np.argsort(sorted_users[start:stop])
+            sorted_users[start:stop] = sorted_users[start:stop][order]
+            sorted_taps[start:stop] = sorted_taps[start:stop][order]
+        count = 0
+        for i in range(start, stop):
+            if i == start or sorted_users[i] != sorted_users[i - 1]:
+                count += 1
+        distinct[k] = count
+    out_start = np.empty(n_keys + 1, np.int64)
+    out_start[0] = 0
+    for k in range(n_keys):
+        out_start[k + 1] = out_start[k] + distinct[k]
+    m = out_start[n_keys]
+    out_keys = np.empty(m, np.int64)
+    out_users = np.empty(m, users.dtype)
+    out_taps = np.zeros(m, taps.dtype)
+    for k in prange(n_keys):
+        j = out_start[k] - 1
+        for i in range(key_start[k], key_start[k + 1]):
+            if i == key_start[k] or sorted_users[i] != sorted_users[i - 1]:
+                j += 1
+                out_keys[j] = k
+                out_users[j] = sorted_users[i]
+            out_taps[j] += sorted_taps[i]
+    return out_keys, out_users, out_taps
+
+
+@njit(**NJIT)
+def cell_totals(
+    keys: np.ndarray, taps: np.ndarray, cap: int, users_out: np.ndarray, taps_out: np.ndarray
+) -> None:
+    """Distinct users and capped taps per key from a contribution list.
+
+    ``users_out`` and ``taps_out`` (int64, length ``n_keys``, zeroed by the caller)
+    receive, per key, the number of entries and the sum of ``min(taps, cap)``.
+    """
+    for i in range(keys.size):
+        k = keys[i]
+        users_out[k] += 1
+        taps_out[k] += min(taps[i], cap)

@@ -1,0 +1,106 @@
+"""Kernels against the slow references in tests/reference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from heatengine.kernels import cell_totals, combine_contributions, layer_cell_keys
+from tests import reference
+
+coordinates = st.floats(0.0, 1.0, allow_nan=False, width=64)
+
+
+@st.composite
+def taps(draw, max_layers=3, max_rows=400):
+    n = draw(st.integers(0, max_rows))
+    columns = draw(st.integers(1, 9))
+    rows = draw(st.integers(1, 9))
+    layers = draw(st.integers(1, max_layers))
+    x = draw(hnp.arrays(np.float64, n, elements=coordinates))
+    y = draw(hnp.arrays(np.float64, n, elements=coordinates))
+    layer = draw(hnp.arrays(np.int64, n, elements=st.integers(0, layers - 1)))
+    users = draw(hnp.arrays(np.uint64, n, elements=st.sampled_from([0, 1, 2, 7, 2**63, 2**64 - 1])))
+    return columns, rows, layers, layer, x, y, users
+
+
+def keys_of(columns, rows, layer, x, y):
+    out = np.empty(x.size, np.int64)
+    layer_cell_keys(layer, x, y, columns, rows, out)
+    return out
+
+
+@settings(deadline=None, max_examples=150)
+@given(taps())
+def test_layer_cell_keys_match_reference(case):
+    columns, rows, _, layer, x, y, _ = case
+    expected = layer * columns * rows + reference.cell_of(x, y, columns, rows)
+    np.testing.assert_array_equal(keys_of(columns, rows, layer, x, y), expected)
+
+
+def test_right_and_bottom_edges_belong_to_the_last_cell():
+    x = np.array([0.0, 1.0, 1.0, 0.999999, 0.5])
+    y = np.array([0.0, 1.0, 0.0, 1.0, 0.5])
+    keys = keys_of(4, 2, np.zeros(5, np.int64), x, y)
+    assert keys.tolist() == [0, 7, 3, 7, 6]  # cells are row * 4 + column
+
+
+@settings(deadline=None, max_examples=150)
+@given(taps(), st.integers(1, 8), st.integers(1, 6))
+def test_combine_contributions_matches_polars(case, chunks, cap):
+    columns, rows, layers, layer, x, y, users = case
+    keys = keys_of(columns, rows, layer, x, y)
+    n_keys = layers * columns * rows
+    out_keys, out_users, out_taps = combine_contributions(
+        keys, users, np.ones(keys.size, np.int64), n_keys, chunks
+    )
+    expected = reference.contributions(keys, users, np.ones(keys.size, np.int64))
+    np.testing.assert_array_equal(out_keys, expected["key"].to_numpy())
+    np.testing.assert_array_equal(out_users, expected["user"].to_numpy())
+    np.testing.assert_array_equal(out_taps, expected["taps"].to_numpy())
+
+    users_per_key = np.zeros(n_keys, np.int64)
+    taps_per_key = np.zeros(n_keys, np.int64)
+    cell_totals(out_keys, out_taps, cap, users_per_key, taps_per_key)
+    cells = reference.per_cell(keys, users, cap)
+    expected_users = np.zeros(n_keys, np.int64)
+    expected_taps = np.zeros(n_keys, np.int64)
+    expected_users[cells["key"].to_numpy()] = cells["users"].to_numpy()
+    expected_taps[cells["key"].to_numpy()] = cells["taps"].to_numpy()
+    np.testing.assert_array_equal(users_per_key, expected_users)
+    np.testing.assert_array_equal(taps_per_key, expected_taps)
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 4, 7])
+def test_result_is_the_same_for_any_chunking_and_order(chunks):
+    rng = np.random.default_rng(5)
+    n, n_keys = 20_000, 300
+    keys = rng.integers(0, n_keys, n).astype(np.int64)
+    users = rng.integers(0, 500, n).astype(np.uint64)
+    weights = rng.integers(1, 4, n).astype(np.int64)
+    serial = combine_contributions(keys, users, weights, n_keys, 1)
+    order = rng.permutation(n)
+    shuffled = combine_contributions(keys[order], users[order], weights[order], n_keys, chunks)
+    for a, b in zip(serial, shuffled, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_empty_input_gives_empty_lists():
+    empty = np.empty(0, np.int64)
+    keys, users, taps_ = combine_contributions(empty, np.empty(0, np.uint64), empty, 10, 3)
+    assert keys.size == users.size == taps_.size == 0
+
+
+def test_single_cell_counts_users_once_and_caps_taps():
+    keys = np.zeros(9, np.int64)
+    users = np.array([5, 5, 5, 5, 5, 5, 9, 9, 1], np.uint64)
+    out = combine_contributions(keys, users, np.ones(9, np.int64), 1, 2)
+    assert out[1].tolist() == [1, 5, 9]
+    assert out[2].tolist() == [1, 6, 2]
+    users_out, taps_out = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    cell_totals(out[0], out[2], 5, users_out, taps_out)
+    assert users_out.tolist() == [3]
+    assert taps_out.tolist() == [1 + 5 + 2]
