@@ -1,0 +1,135 @@
+"""Reading tap inputs into one Polars LazyFrame.
+
+Accepts frames, files (Parquet, CSV, NDJSON), directories searched recursively, globs,
+and hive-partitioned layouts (``date=2026-12-03/part-0.parquet``), whose ``key=value``
+folder names become columns. Nothing is read here beyond the schema: the pipeline
+selects columns and the engine pushes that down into the scan.
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from heatengine.errors import HeatengineError
+
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
+CSV_SCHEMA_ROWS = 10_000
+
+Source = pl.DataFrame | pl.LazyFrame | str | os.PathLike[str]
+Sources = Source | Sequence[str | os.PathLike[str]]
+
+
+def scan_taps(source: Sources) -> pl.LazyFrame:
+    """A LazyFrame over a frame, a path, a glob, a directory or a list of paths.
+
+    Raises
+    ------
+    HeatengineError
+        When a path does not exist, a directory or glob holds no supported file, or a
+        file has an unsupported extension.
+    """
+    if isinstance(source, pl.DataFrame):
+        return source.lazy()
+    if isinstance(source, pl.LazyFrame):
+        return source
+    paths = [source] if isinstance(source, str | os.PathLike) else list(source)
+    if not paths:
+        msg = "no input given: pass a frame, a file, a directory or a glob"
+        raise HeatengineError(msg)
+    files = sorted({file for path in paths for file in _expand(Path(path))})
+    by_format: dict[str, list[tuple[Path, Path]]] = {}
+    for root, file in files:
+        by_format.setdefault(FORMATS[file.suffix.lower()], []).append((root, file))
+    frames = [_scan_format(fmt, entries) for fmt, entries in sorted(by_format.items())]
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _expand(path: Path) -> Iterable[tuple[Path, Path]]:
+    """(root, file) pairs: the root is where hive ``key=value`` folders start."""
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        matches = sorted(Path(p) for p in globbing.glob(text, recursive=True))
+        files = [m for m in matches if m.is_file() and m.suffix.lower() in FORMATS]
+        if not files:
+            msg = f"the glob {text!r} matches no {_supported()} file"
+            raise HeatengineError(msg)
+        return [(_glob_root(text), f) for f in files]
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in FORMATS
+            and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        )
+        if not files:
+            msg = f"the directory {text!r} holds no {_supported()} file"
+            raise HeatengineError(msg)
+        return [(path, f) for f in files]
+    if path.is_file():
+        if path.suffix.lower() not in FORMATS:
+            msg = f"cannot read {text!r}: unsupported file type; use {_supported()}"
+            raise HeatengineError(msg)
+        return [(path.parent, path)]
+    msg = f"input not found: {text!r}"
+    raise HeatengineError(msg)
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder before the first wildcard of a glob."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts:
+        if any(ch in part for ch in "*?["):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path()
+
+
+def _supported() -> str:
+    return "Parquet (.parquet), CSV (.csv) or NDJSON (.ndjson, .jsonl)"
+
+
+def _hive_values(root: Path, file: Path) -> dict[str, str]:
+    """``key=value`` folder names between ``root`` and ``file``."""
+    values = {}
+    for part in file.parent.relative_to(root).parts:
+        key, sep, value = part.partition("=")
+        if sep and key:
+            values[key] = value
+    return values
+
+
+def _scan_format(fmt: str, entries: list[tuple[Path, Path]]) -> pl.LazyFrame:
+    hive = any(_hive_values(root, file) for root, file in entries)
+    if fmt == "parquet":
+        return pl.scan_parquet(
+            [file for _, file in entries],
+            hive_partitioning=hive,
+            missing_columns="insert",
+            extra_columns="ignore",
+        )
+    frames = []
+    for root, file in entries:
+        if fmt == "csv":
+            frame = pl.scan_csv(file, infer_schema_length=CSV_SCHEMA_ROWS, try_parse_dates=True)
+        else:
+            frame = pl.scan_ndjson(file, infer_schema_length=CSV_SCHEMA_ROWS)
+        hive_columns = [pl.lit(v).alias(k) for k, v in _hive_values(root, file).items()]
+        frames.append(frame.with_columns(hive_columns) if hive_columns else frame)
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames, how="diagonal_relaxed")

@@ -1,0 +1,290 @@
+"""The canonical tap schema: column resolution, minimisation, types and row reasons.
+
+Every input row ends up in exactly one place: eligible for binning, quarantined with a
+reason (malformed), or excluded with a reason (consent, retention). The reason column
+is computed with one Polars expression, so the counts always add up to the rows read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from heatengine.config import AggregateConfig
+from heatengine.errors import SchemaError
+
+#: Quarantine reasons, in the order they are checked: a row gets the first that applies.
+QUARANTINE_REASONS = (
+    "missing_screen",
+    "missing_user",
+    "missing_coordinate",
+    "non_finite_coordinate",
+    "invalid_viewport",
+    "coordinate_out_of_range",
+    "missing_timestamp",
+)
+#: Exclusion reasons for well-formed rows that must not count.
+EXCLUSION_REASONS = ("no_consent", "older_than_retention", "after_as_of")
+REASON_DESCRIPTIONS = {
+    "missing_screen": "screen is null or empty",
+    "missing_user": "user id is null or empty",
+    "missing_coordinate": "x or y is null",
+    "non_finite_coordinate": "x or y is NaN or infinite",
+    "invalid_viewport": "viewport width or height is null, not finite or not positive",
+    "coordinate_out_of_range": "x or y lies outside the screen",
+    "missing_timestamp": "ts is null",
+    "no_consent": "consent is false or missing (default deny)",
+    "older_than_retention": "older than the retention window",
+    "after_as_of": "later than the run's reference time (as-of)",
+}
+MISSING_SEGMENT = "(missing)"
+# Accepted timestamp text, row by row: with an offset or Z, else taken as UTC.
+ISO_FORMATS_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+ISO_FORMATS_NAIVE = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+CONSENT_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+@dataclass(frozen=True)
+class ResolvedColumns:
+    """Which canonical columns an input provides and what minimisation dropped."""
+
+    user: str  # "user_id" (raw, to pseudonymise) or "user_token" (already pseudonymous)
+    has_consent: bool
+    kept: tuple[str, ...]
+    dropped: tuple[str, ...]
+
+
+def resolve_columns(
+    lf: pl.LazyFrame, config: AggregateConfig
+) -> tuple[pl.LazyFrame, ResolvedColumns]:
+    """Rename mapped columns, check required ones and keep only the allow-list.
+
+    Raises
+    ------
+    SchemaError
+        Naming the missing column and listing the columns present.
+    """
+    present = lf.collect_schema().names()
+    renames = {}
+    for canonical, source in config.column_map:
+        if source not in present:
+            msg = (
+                f"column_map maps {canonical!r} to {source!r}, but the input has no column "
+                f"{source!r}; columns present: {_listing(present)}"
+            )
+            raise SchemaError(msg)
+        renames[source] = canonical
+    lf = lf.rename(renames) if renames else lf
+    names = [renames.get(name, name) for name in present]
+
+    required = ["screen", "x", "y", "ts", *config.segments]
+    if config.coordinates == "pixels":
+        required += ["viewport_width", "viewport_height"]
+    for column in required:
+        _require(column, names)
+    if "user_token" in names:
+        user = "user_token"
+    elif "user_id" in names:
+        user = "user_id"
+    else:
+        msg = (
+            f"missing required column 'user_id' (or 'user_token' for already pseudonymised "
+            f"ids); columns present: {_listing(names)}"
+        )
+        raise SchemaError(msg)
+    has_consent = "consent" in names
+    if not has_consent and not config.assume_consent:
+        msg = (
+            f"missing required column 'consent'; rows without consent are never counted. "
+            f"If every row is consented, say so with assume_consent=True (CLI: "
+            f"--assume-consent). Columns present: {_listing(names)}"
+        )
+        raise SchemaError(msg)
+    kept = [*required, user] + (["consent"] if has_consent else [])
+    kept = [name for name in names if name in kept]
+    dropped = tuple(sorted(set(names) - set(kept)))
+    return lf.select(kept), ResolvedColumns(user, has_consent, tuple(kept), dropped)
+
+
+def _require(column: str, names: list[str]) -> None:
+    if column not in names:
+        msg = f"missing required column {column!r}; columns present: {_listing(names)}"
+        raise SchemaError(msg)
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names) if names else "(none)"
+
+
+def coerce_types(
+    df: pl.DataFrame, columns: ResolvedColumns, config: AggregateConfig
+) -> pl.DataFrame:
+    """Bring every kept column to its canonical type, or raise naming the column.
+
+    Text that parses (numbers, ISO-8601 times, ``true``/``false``) is accepted; text that
+    does not is an error naming the column and how many rows fail, never a silent null.
+    """
+    casts = [
+        _as_text(df, "screen"),
+        _as_float(df, "x"),
+        _as_float(df, "y"),
+        _as_timestamp(df),
+        _as_user(df, columns.user),
+        *[_as_text(df, name).fill_null(MISSING_SEGMENT) for name in config.segments],
+    ]
+    if config.coordinates == "pixels":
+        casts += [_as_float(df, "viewport_width"), _as_float(df, "viewport_height")]
+    if columns.has_consent:
+        casts.append(_as_consent(df))
+    return df.with_columns(casts)
+
+
+def _type_error(column: str, dtype: pl.DataType, expected: str) -> SchemaError:
+    msg = f"column {column!r} has type {dtype}, expected {expected}"
+    return SchemaError(msg)
+
+
+def _check_parsed(df: pl.DataFrame, column: str, parsed: pl.Expr, expected: str) -> pl.Expr:
+    failed = df.select((pl.col(column).is_not_null() & parsed.is_null()).sum()).item()
+    if failed:
+        example = df.filter(pl.col(column).is_not_null() & parsed.is_null())[column][0]
+        msg = (
+            f"column {column!r} holds text that does not parse as {expected} in "
+            f"{failed:,} of {df.height:,} rows (for example {example!r})"
+        )
+        raise SchemaError(msg)
+    return parsed.alias(column)
+
+
+def _as_float(df: pl.DataFrame, column: str) -> pl.Expr:
+    dtype = df.schema[column]
+    if dtype.is_numeric():
+        return pl.col(column).cast(pl.Float64)
+    if dtype == pl.String:
+        parsed = pl.col(column).str.strip_chars().cast(pl.Float64, strict=False)
+        return _check_parsed(df, column, parsed, "a number")
+    raise _type_error(column, dtype, "a number")
+
+
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+
+
+def _blank_to_null(text: pl.Expr) -> pl.Expr:
+    """Empty or all-space text means the value is missing."""
+    return pl.when(text.str.strip_chars() == "").then(None).otherwise(text)
+
+
+def _as_text(df: pl.DataFrame, column: str) -> pl.Expr:
+    dtype = df.schema[column]
+    if _is_text(dtype) or dtype.is_integer() or dtype == pl.Boolean:
+        return _blank_to_null(pl.col(column).cast(pl.String)).alias(column)
+    raise _type_error(column, dtype, "text")
+
+
+def _as_user(df: pl.DataFrame, column: str) -> pl.Expr:
+    dtype = df.schema[column]
+    if dtype.is_integer():
+        return pl.col(column)
+    if _is_text(dtype):
+        return _blank_to_null(pl.col(column).cast(pl.String)).alias(column)
+    raise _type_error(column, dtype, "text or an integer")
+
+
+def _as_timestamp(df: pl.DataFrame) -> pl.Expr:
+    dtype = df.schema["ts"]
+    if isinstance(dtype, pl.Datetime):
+        ts = pl.col("ts")
+        if dtype.time_zone is None:  # naive times are taken as UTC
+            ts = ts.dt.replace_time_zone("UTC")
+        return ts.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype == pl.Date:
+        return pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype == pl.String:
+        text = pl.col("ts").str.strip_chars()
+        with_offset = [
+            text.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False)
+            for f in ISO_FORMATS_WITH_OFFSET
+        ]
+        naive = [
+            text.str.to_datetime(f, time_unit="us", strict=False).dt.replace_time_zone("UTC")
+            for f in ISO_FORMATS_NAIVE
+        ]
+        parsed = pl.coalesce(*with_offset, *naive)
+        return _check_parsed(df, "ts", parsed, "an ISO-8601 date-time")
+    raise _type_error("ts", dtype, "a datetime, a date or ISO-8601 text")
+
+
+def _as_consent(df: pl.DataFrame) -> pl.Expr:
+    dtype = df.schema["consent"]
+    if dtype == pl.Boolean:
+        return pl.col("consent")
+    if dtype.is_integer():
+        bad = df.select(~pl.col("consent").is_in([0, 1]).fill_null(True)).to_series().sum()
+        if bad:
+            msg = f"column 'consent' holds integers other than 0 and 1 in {bad:,} rows"
+            raise SchemaError(msg)
+        return pl.col("consent").cast(pl.Boolean)
+    if dtype == pl.String:
+        parsed = (
+            pl.col("consent")
+            .str.strip_chars()
+            .str.to_lowercase()
+            .replace_strict(CONSENT_TEXT, default=None, return_dtype=pl.Boolean)
+        )
+        return _check_parsed(df, "consent", parsed, "true/false")
+    raise _type_error("consent", dtype, "a boolean")
+
+
+def normalised_coordinates(config: AggregateConfig) -> tuple[pl.Expr, pl.Expr]:
+    """Expressions for ``x`` and ``y`` in [0, 1] screen units."""
+    if config.coordinates == "pixels":
+        return (
+            (pl.col("x") / pl.col("viewport_width")).alias("x"),
+            (pl.col("y") / pl.col("viewport_height")).alias("y"),
+        )
+    return pl.col("x"), pl.col("y")
+
+
+def reason_expression(
+    columns: ResolvedColumns, config: AggregateConfig, as_of: datetime
+) -> pl.Expr:
+    """One reason per row (null for eligible rows); the first matching rule wins.
+
+    Works on the coerced columns as given: pixels are normalised inside the range check.
+    """
+    x, y = pl.col("x"), pl.col("y")
+    rules: list[tuple[str, pl.Expr]] = [
+        ("missing_screen", pl.col("screen").is_null()),
+        ("missing_user", pl.col(columns.user).is_null()),
+        ("missing_coordinate", x.is_null() | y.is_null()),
+        ("non_finite_coordinate", ~(x.is_finite() & y.is_finite())),
+    ]
+    if config.coordinates == "pixels":
+        width, height = pl.col("viewport_width"), pl.col("viewport_height")
+        valid = width.is_finite() & height.is_finite() & (width > 0) & (height > 0)
+        rules.append(("invalid_viewport", ~valid.fill_null(False)))
+    nx, ny = normalised_coordinates(config)
+    rules += [
+        ("coordinate_out_of_range", (nx < 0) | (nx > 1) | (ny < 0) | (ny > 1)),
+        ("missing_timestamp", pl.col("ts").is_null()),
+    ]
+    if columns.has_consent:
+        rules.append(("no_consent", ~pl.col("consent").fill_null(False)))
+    horizon = as_of - timedelta(days=config.privacy.retention_days)
+    rules += [
+        ("older_than_retention", pl.col("ts") < pl.lit(horizon)),
+        ("after_as_of", pl.col("ts") > pl.lit(as_of)),
+    ]
+    expr = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
+    for reason, condition in rules[1:]:
+        expr = expr.when(condition).then(pl.lit(reason))
+    return expr.otherwise(pl.lit(None, dtype=pl.String)).alias("reason")
