@@ -1,0 +1,156 @@
+"""The result of a run: published cells, smoothed grids, layers and statistics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from heatengine.config import AggregateConfig
+from heatengine.privacy import SuppressionStats
+
+LayerRef = str | int | Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Every count a run reports.
+
+    Row counts always satisfy ``rows_in == rows_eligible + sum(quarantined.values())
+    + sum(excluded.values())``. Published totals are derived from the suppressed grid.
+    """
+
+    rows_in: int
+    rows_eligible: int
+    quarantined: dict[str, int]
+    excluded: dict[str, int]
+    dropped_columns: list[str]
+    consent_assumed: bool
+    user_column: str
+    as_of: str
+    window_start: str
+    suppression: SuppressionStats
+    published_taps: int
+    key_epoch: str | None = None
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Rows quarantined for any reason."""
+        return sum(self.quarantined.values())
+
+    @property
+    def rows_excluded(self) -> int:
+        """Rows excluded by consent or retention."""
+        return sum(self.excluded.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for the manifest."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunStats:
+        """Rebuild statistics written by :meth:`to_dict`."""
+        values = dict(data)
+        values["suppression"] = SuppressionStats(**values["suppression"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HeatmapSet:
+    """Published heatmaps of one run, one layer per screen and segment values.
+
+    Attributes
+    ----------
+    config
+        The configuration that produced it.
+    layers
+        One row per published layer: ``layer`` (its id), the layer columns, ``users``
+        (distinct users over published cells), ``taps`` and ``cells`` (published),
+        ``peak`` (largest smoothed density).
+    cells
+        One row per published cell: layer columns, ``cx``, ``cy``, ``users``, ``taps``,
+        ``density`` (smoothed value of the chosen measure).
+    grids
+        Smoothed grids, shape ``(layers, rows, columns)``, in the order of ``layers``.
+    stats
+        Row counts by reason, suppression statistics and published totals.
+    quarantine
+        Quarantined rows with their ``reason`` and no user column; kept apart from the
+        published outputs and not written by :meth:`write`.
+    """
+
+    config: AggregateConfig
+    layers: pl.DataFrame
+    cells: pl.DataFrame
+    grids: np.ndarray
+    stats: RunStats
+    quarantine: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"HeatmapSet(layers={self.layers.height}, cells={self.cells.height}, "
+            f"grid={self.config.grid.columns}x{self.config.grid.rows}, "
+            f"k={self.config.privacy.k}, measure={self.config.measure!r})"
+        )
+
+    def layer_index(self, layer: LayerRef) -> int:
+        """Position of a layer given by id (``"layer_0003"``), position, screen name (when
+        no segments are configured) or a mapping of layer column values.
+
+        Raises
+        ------
+        KeyError
+            Naming the layer and listing the published ones.
+        """
+        if isinstance(layer, int) and not isinstance(layer, bool):
+            if 0 <= layer < self.layers.height:
+                return layer
+        elif isinstance(layer, str):
+            ids = self.layers["layer"].to_list()
+            if layer in ids:
+                return ids.index(layer)
+            if not self.config.segments:
+                return self.layer_index({"screen": layer})
+        elif isinstance(layer, Mapping):
+            wanted = {str(k): str(v) for k, v in layer.items()}
+            columns = self.config.layer_columns
+            if set(wanted) == set(columns):
+                for i, row in enumerate(self.layers.select(columns).iter_rows(named=True)):
+                    if row == wanted:
+                        return i
+        msg = f"no published layer {layer!r}; published layers: {self.describe_layers()}"
+        raise KeyError(msg)
+
+    def describe_layers(self) -> str:
+        """The published layers as ``id (screen, segment=value)``, comma separated."""
+        if self.layers.height == 0:
+            return "(none)"
+        return ", ".join(
+            f"{row['layer']} ({self.layer_label(i)})"
+            for i, row in enumerate(self.layers.iter_rows(named=True))
+        )
+
+    def layer_label(self, layer: LayerRef) -> str:
+        """A readable name, for example ``home, platform=ios``."""
+        row = self.layers.row(self.layer_index(layer), named=True)
+        parts = [row["screen"], *(f"{s}={row[s]}" for s in self.config.segments)]
+        return ", ".join(parts)
+
+    def grid(self, screen: str, **segments: str) -> np.ndarray:
+        """The smoothed grid of one layer, shape ``(rows, columns)``.
+
+        Examples
+        --------
+        ``heatmaps.grid("home", platform="ios")`` with ``segments=("platform",)``.
+        """
+        return self.grids[self.layer_index({"screen": screen, **segments})]
+
+    def write(self, directory: str | os.PathLike[str]) -> None:
+        """Write ``cells.parquet``, ``grids.npz`` and ``manifest.json`` atomically."""
+        from heatengine.store import write_store
+
+        write_store(self, directory)

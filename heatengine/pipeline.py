@@ -1,0 +1,287 @@
+"""The one place that sequences the pipeline, from input rows to a :class:`HeatmapSet`.
+
+read -> minimise -> types -> reasons (quarantine, consent, retention) -> pseudonymise
+-> bin into a partial -> per-cell totals -> suppress -> smooth -> publish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+from heatengine.config import AggregateConfig
+from heatengine.errors import QuarantineError
+from heatengine.heatmaps import HeatmapSet, RunStats
+from heatengine.io import Sources, scan_taps
+from heatengine.kernels import combine_contributions
+from heatengine.partial import Partial, default_chunks, partial_from_taps
+from heatengine.privacy import SuppressionStats, suppress_sparse_cells
+from heatengine.pseudonym import (
+    PseudonymKey,
+    missing_key_error,
+    pseudonymise_ids,
+    tokens_from_text,
+)
+from heatengine.schema import (
+    EXCLUSION_REASONS,
+    QUARANTINE_REASONS,
+    ResolvedColumns,
+    coerce_types,
+    normalised_coordinates,
+    reason_expression,
+    resolve_columns,
+)
+from heatengine.smooth import smooth_grids
+
+Progress = Callable[[str, float], None]
+
+
+def aggregate(
+    source: Sources,
+    config: AggregateConfig | None = None,
+    *,
+    key: PseudonymKey | None = None,
+    chunks: int | None = None,
+    progress: Progress | None = None,
+) -> HeatmapSet:
+    """Turn taps into private, smoothed per-layer heatmaps.
+
+    Parameters
+    ----------
+    source
+        A Polars DataFrame or LazyFrame, or a path, glob, directory or list of paths to
+        Parquet, CSV or NDJSON files (hive-partitioned folders included).
+    config
+        What to compute and publish; defaults to :class:`AggregateConfig`.
+    key
+        Secret for pseudonymising a raw ``user_id`` column; when omitted, the key in
+        ``HEATENGINE_KEY`` is used. Not needed when the input has ``user_token``.
+    chunks
+        Parallel chunks for binning (default: Numba's thread count). Results are the
+        same for every value.
+    progress
+        Called with ``(step, seconds)`` after each step, for logs and progress display.
+
+    Returns
+    -------
+    HeatmapSet
+        Published cells, grids, layers and statistics.
+
+    Raises
+    ------
+    SchemaError
+        A required column is missing or has the wrong type.
+    QuarantineError
+        ``config.strict`` is set and rows would be quarantined.
+    HeatengineError
+        Raw user ids without a key, or an unreadable input.
+
+    Examples
+    --------
+    >>> from heatengine.synthetic import generate_taps
+    >>> taps = generate_taps(20_000, seed=1)
+    >>> config = AggregateConfig(as_of=datetime(2026, 11, 30, tzinfo=timezone.utc))
+    >>> result = aggregate(taps, config, key=PseudonymKey(b"demo key, at least 32 bytes long!"))
+    >>> result.stats.rows_in
+    20000
+    """
+    config = config or AggregateConfig()
+    clock = _Clock(progress)
+    as_of = config.as_of or datetime.now(UTC)
+    lf, columns = resolve_columns(scan_taps(source), config)
+    if columns.user == "user_id":
+        key = key or PseudonymKey.from_environment()
+        if key is None:
+            raise missing_key_error()
+    raw = lf.collect()
+    clock.lap("read")
+
+    labelled = coerce_types(raw, columns, config).with_columns(
+        reason_expression(columns, config, as_of)
+    )
+    del raw
+    reasons = _reason_counts(labelled)
+    quarantined = {r: reasons.get(r, 0) for r in QUARANTINE_REASONS if reasons.get(r)}
+    if config.strict and quarantined:
+        details = ", ".join(f"{reason}: {n:,}" for reason, n in quarantined.items())
+        msg = f"strict mode: {sum(quarantined.values()):,} rows would be quarantined ({details})"
+        raise QuarantineError(msg)
+    # Quarantined rows keep their values as given (pixels stay pixels), minus the user.
+    quarantine = labelled.filter(pl.col("reason").is_in(QUARANTINE_REASONS)).drop(columns.user)
+    eligible = labelled.filter(pl.col("reason").is_null()).with_columns(
+        normalised_coordinates(config)
+    )
+    clock.lap("validate")
+
+    partial = _build_partial(eligible, columns, config, key, chunks)
+    clock.lap("bin")
+    heatmaps = _publish(partial, config, chunks)
+    clock.lap("suppress and smooth")
+
+    stats = RunStats(
+        rows_in=labelled.height,
+        rows_eligible=eligible.height,
+        quarantined=quarantined,
+        excluded={r: reasons.get(r, 0) for r in EXCLUSION_REASONS if reasons.get(r)},
+        dropped_columns=list(columns.dropped),
+        consent_assumed=not columns.has_consent,
+        user_column=columns.user,
+        as_of=as_of.isoformat(),
+        window_start=(as_of - timedelta(days=config.privacy.retention_days)).isoformat(),
+        suppression=heatmaps.suppression,
+        published_taps=int(heatmaps.layers["taps"].sum()) if heatmaps.layers.height else 0,
+        key_epoch=key.epoch if key is not None and columns.user == "user_id" else None,
+    )
+    return HeatmapSet(
+        config=config,
+        layers=heatmaps.layers,
+        cells=heatmaps.cells,
+        grids=heatmaps.grids,
+        stats=stats,
+        quarantine=quarantine,
+    )
+
+
+class _Clock:
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        if self._progress is not None:
+            self._progress(step, now - self._last)
+        self._last = now
+
+
+def _reason_counts(labelled: pl.DataFrame) -> dict[str, int]:
+    counts = labelled.group_by("reason").len().drop_nulls("reason")
+    return dict(zip(counts["reason"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def _user_tokens(
+    eligible: pl.DataFrame, columns: ResolvedColumns, key: PseudonymKey | None
+) -> np.ndarray:
+    """uint64 token per eligible row, computed once per distinct id and joined back."""
+    user = columns.user
+    dtype = eligible.schema[user]
+    if user == "user_token" and dtype.is_integer():
+        series = eligible[user]
+        if dtype.is_signed_integer():
+            series = series.cast(pl.Int64).reinterpret(signed=False)
+        return series.cast(pl.UInt64).to_numpy()
+    distinct = eligible.select(pl.col(user).unique())[user]
+    if user == "user_id":
+        assert key is not None  # checked before reading
+        tokens = pseudonymise_ids(distinct, key)
+    else:
+        tokens = tokens_from_text(distinct)
+    mapping = pl.DataFrame({user: distinct, "token": pl.Series(tokens, dtype=pl.UInt64)})
+    joined = eligible.select(user).join(mapping, on=user, how="left", maintain_order="left")
+    return joined["token"].to_numpy()
+
+
+def _build_partial(
+    eligible: pl.DataFrame,
+    columns: ResolvedColumns,
+    config: AggregateConfig,
+    key: PseudonymKey | None,
+    chunks: int | None,
+) -> Partial:
+    layer_columns = list(config.layer_columns)
+    layers = eligible.select(layer_columns).unique().sort(layer_columns)
+    layer = (
+        eligible.select(layer_columns)
+        .join(layers.with_row_index("layer"), on=layer_columns, how="left", maintain_order="left")[
+            "layer"
+        ]
+        .cast(pl.Int64)
+        .to_numpy()
+    )
+    return partial_from_taps(
+        config.grid,
+        layers,
+        layer,
+        eligible["x"].to_numpy(),
+        eligible["y"].to_numpy(),
+        _user_tokens(eligible, columns, key),
+        chunks,
+    )
+
+
+class _Published(NamedTuple):
+    layers: pl.DataFrame
+    cells: pl.DataFrame
+    grids: np.ndarray
+    suppression: SuppressionStats
+
+
+def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _Published:
+    """Suppress, smooth and tabulate a fully merged partial.
+
+    Everything returned is derived from the suppressed counts.
+    """
+    grid = config.grid
+    users, taps = partial.cell_totals(config.privacy.max_taps_per_user_cell)
+    users, taps, layer_published, suppression = suppress_sparse_cells(users, taps, config.privacy.k)
+    keep = np.flatnonzero(layer_published)
+    users, taps = users[keep], taps[keep]
+    measure = users if config.measure == "users" else taps
+    grids = smooth_grids(measure.reshape(len(keep), *grid.shape), config.sigma)
+
+    layer_columns = list(config.layer_columns)
+    layer_rows = partial.layers[keep].with_columns(
+        pl.format("layer_{}", pl.int_range(len(keep)).cast(pl.String).str.zfill(4)).alias("layer")
+    )
+    position, cell = np.nonzero(users)
+    cells = pl.DataFrame(
+        {
+            "position": position.astype(np.int64),
+            "cx": (cell % grid.columns).astype(np.int32),
+            "cy": (cell // grid.columns).astype(np.int32),
+            "users": users[position, cell],
+            "taps": taps[position, cell],
+            "density": grids.reshape(len(keep), grid.cells)[position, cell],
+        }
+    )
+    positions = (
+        layer_rows.select(layer_columns).with_row_index("position").cast({"position": pl.Int64})
+    )
+    cells = cells.join(positions, on="position", how="left", maintain_order="left").select(
+        *layer_columns, "cx", "cy", "users", "taps", "density"
+    )
+    layer_users = _published_users_per_layer(partial, users > 0, keep, chunks)
+    layers = layer_rows.select("layer", *layer_columns).with_columns(
+        users=pl.Series(layer_users, dtype=pl.Int64),
+        taps=pl.Series(taps.sum(axis=1), dtype=pl.Int64),
+        cells=pl.Series((users > 0).sum(axis=1), dtype=pl.Int64),
+        peak=pl.Series(
+            grids.reshape(len(keep), grid.cells).max(axis=1, initial=0.0), dtype=pl.Float64
+        ),
+    )
+    return _Published(layers, cells, grids, suppression)
+
+
+def _published_users_per_layer(
+    partial: Partial, published: np.ndarray, keep: np.ndarray, chunks: int | None
+) -> np.ndarray:
+    """Distinct users per kept layer, counting only users seen in a published cell."""
+    cells = partial.grid.cells
+    full_mask = np.zeros(partial.n_keys, bool)
+    layer_position = np.full(partial.layers.height, -1, np.int64)
+    layer_position[keep] = np.arange(len(keep))
+    for position, layer in enumerate(keep):
+        full_mask[layer * cells : (layer + 1) * cells] = published[position]
+    selected = full_mask[partial.keys]
+    layers = layer_position[partial.keys[selected] // cells]
+    users = partial.users[selected]
+    ones = np.ones(users.size, np.int64)
+    per_layer, _, _ = combine_contributions(
+        layers, users, ones, max(len(keep), 1), chunks or default_chunks()
+    )
+    return np.bincount(per_layer, minlength=len(keep)).astype(np.int64)

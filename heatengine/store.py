@@ -1,0 +1,210 @@
+"""The output store: ``cells.parquet``, ``grids.npz`` and ``manifest.json``.
+
+Every file is written completely under a temporary name in the target directory and
+then renamed over the old one, the manifest last; the manifest records each file's
+SHA-256 and :func:`read` checks them, so a store is either the old one, the new one,
+or reported as inconsistent, never silently half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from heatengine._version import __version__
+from heatengine.config import AggregateConfig
+from heatengine.errors import StoreError
+from heatengine.heatmaps import HeatmapSet, RunStats
+
+CELLS_FILE = "cells.parquet"
+GRIDS_FILE = "grids.npz"
+MANIFEST_FILE = "manifest.json"
+STORE_FORMAT = "heatengine-store"
+STORE_FORMAT_VERSION = 1
+#: A fixed zip entry time keeps grids.npz byte-identical across runs.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _temporary_beside(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _commit(temporary: Path, target: Path) -> None:
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    temporary = _temporary_beside(target)
+    try:
+        yield temporary
+        _commit(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary_path)`` and rename the result to ``path``."""
+    with atomic_path(path) as temporary:
+        write(temporary)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An ``np.load``-compatible .npz with fixed entry times, so equal arrays give equal bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
+
+
+def write_store(heatmaps: HeatmapSet, directory: str | os.PathLike[str]) -> Path:
+    """Write a :class:`HeatmapSet` to ``directory`` (created if needed).
+
+    Returns
+    -------
+    Path
+        The manifest's path.
+    """
+    root = Path(directory)
+    arrays = {layer: heatmaps.grids[i] for i, layer in enumerate(heatmaps.layers["layer"])}
+    staged: dict[str, Path] = {}
+    try:
+        for name, write in (
+            (CELLS_FILE, lambda p: heatmaps.cells.write_parquet(p, statistics=True)),
+            (GRIDS_FILE, lambda p: write_npz(p, arrays)),
+        ):
+            staged[name] = _temporary_beside(root / name)
+            write(staged[name])
+        files = {
+            name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            for name, path in staged.items()
+        }
+        staged[MANIFEST_FILE] = _temporary_beside(root / MANIFEST_FILE)
+        manifest = build_manifest(heatmaps, files)
+        staged[MANIFEST_FILE].write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        for name, temporary in staged.items():  # data files first, the manifest last
+            _commit(temporary, root / name)
+    finally:
+        for temporary in staged.values():
+            temporary.unlink(missing_ok=True)
+    return root / MANIFEST_FILE
+
+
+def build_manifest(heatmaps: HeatmapSet, files: dict[str, Any]) -> dict[str, Any]:
+    """The manifest: configuration, version, counts, suppression, window, layers, file hashes."""
+    return {
+        "format": STORE_FORMAT,
+        "format_version": STORE_FORMAT_VERSION,
+        "heatengine_version": __version__,
+        "config": heatmaps.config.to_dict(),
+        "stats": heatmaps.stats.to_dict(),
+        "window": {"start": heatmaps.stats.window_start, "end": heatmaps.stats.as_of},
+        "layers": heatmaps.layers.to_dicts(),
+        "files": files,
+    }
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and check a store's manifest."""
+    path = Path(directory) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        msg = f"{str(directory)!r} is not a heatengine store: it has no {MANIFEST_FILE}"
+        raise StoreError(msg) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        msg = f"cannot read {str(path)!r}: {exc}"
+        raise StoreError(msg) from None
+    if manifest.get("format") != STORE_FORMAT:
+        msg = f"{str(path)!r} is not a heatengine store manifest"
+        raise StoreError(msg)
+    if manifest.get("format_version") != STORE_FORMAT_VERSION:
+        msg = (
+            f"{str(path)!r} has store format version {manifest.get('format_version')}; "
+            f"this heatengine reads version {STORE_FORMAT_VERSION}"
+        )
+        raise StoreError(msg)
+    return manifest
+
+
+def read(directory: str | os.PathLike[str]) -> HeatmapSet:
+    """Read a store written by :meth:`HeatmapSet.write`, checking every file's SHA-256.
+
+    Raises
+    ------
+    StoreError
+        The directory is not a store, a file is missing, or a file does not match the
+        manifest.
+    """
+    root = Path(directory)
+    manifest = read_manifest(root)
+    for name, meta in manifest["files"].items():
+        path = root / name
+        if not path.is_file():
+            msg = f"store {str(root)!r} is incomplete: {name} is missing"
+            raise StoreError(msg)
+        if sha256_file(path) != meta["sha256"]:
+            msg = f"store {str(root)!r} is inconsistent: {name} does not match its manifest hash"
+            raise StoreError(msg)
+    config = AggregateConfig.from_dict(manifest["config"])
+    layer_columns = list(config.layer_columns)
+    schema = {"layer": pl.String, **dict.fromkeys(layer_columns, pl.String)}
+    schema |= {"users": pl.Int64, "taps": pl.Int64, "cells": pl.Int64, "peak": pl.Float64}
+    layers = pl.DataFrame(manifest["layers"], schema=schema, orient="row")
+    with np.load(root / GRIDS_FILE, allow_pickle=False) as archive:
+        grids = [archive[layer] for layer in layers["layer"]]
+    stacked = np.stack(grids) if grids else np.zeros((0, *config.grid.shape))
+    return HeatmapSet(
+        config=config,
+        layers=layers,
+        cells=pl.read_parquet(root / CELLS_FILE),
+        grids=stacked,
+        stats=RunStats.from_dict(manifest["stats"]),
+    )
+
+
+def write_quarantine(heatmaps: HeatmapSet, path: str | os.PathLike[str]) -> int:
+    """Write the quarantined rows (with ``reason``, without user ids) to Parquet or CSV.
+
+    Returns the number of rows written.
+    """
+    target = Path(path)
+    frame = heatmaps.quarantine
+    if target.suffix.lower() == ".csv":
+        write_atomically(target, frame.write_csv)
+    else:
+        write_atomically(target, frame.write_parquet)
+    return frame.height

@@ -1,0 +1,181 @@
+"""The pipeline end to end in Python: chunking, merging, measures, layers, input formats."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from heatengine import GridSpec, aggregate, merge_partials
+from heatengine.partial import partial_from_taps
+from heatengine.synthetic import generate_taps
+from tests import reference
+from tests.factory import AS_OF, KEY, small_config, taps_frame
+
+
+@pytest.fixture(scope="module")
+def demo_taps() -> pl.DataFrame:
+    return generate_taps(40_000, seed=3)
+
+
+def demo_config(**options):
+    defaults = {"grid": GridSpec(16, 32), "sigma": 1.5, "segments": ("platform",)}
+    return small_config(k=5, **{**defaults, **options})
+
+
+def assert_same(a, b):
+    assert a.cells.equals(b.cells)
+    assert a.layers.equals(b.layers)
+    np.testing.assert_array_equal(a.grids, b.grids)
+
+
+@pytest.mark.parametrize("chunks", [2, 4, 7])
+def test_same_result_for_any_chunking_and_row_order(demo_taps, chunks):
+    one = aggregate(demo_taps, demo_config(), key=KEY, chunks=1)
+    shuffled = demo_taps.sample(fraction=1.0, shuffle=True, seed=chunks)
+    other = aggregate(shuffled, demo_config(), key=KEY, chunks=chunks)
+    assert one.cells.height > 100
+    assert_same(one, other)
+
+
+def random_partial_inputs(rng, n, layers):
+    return (
+        rng.integers(0, layers, n).astype(np.int64),
+        rng.random(n),
+        rng.random(n),
+        rng.integers(0, 60, n).astype(np.uint64),
+    )
+
+
+@pytest.mark.parametrize("parts", [1, 2, 4, 7])
+def test_merging_partials_equals_binning_everything_at_once(parts):
+    rng = np.random.default_rng(parts)
+    grid = GridSpec(5, 3)
+    layer_table = pl.DataFrame({"screen": ["a", "b", "c", "d"]})
+    layer, x, y, users = random_partial_inputs(rng, 3000, 4)
+    whole = partial_from_taps(grid, layer_table, layer, x, y, users, chunks=3)
+    pieces = []
+    for idx in np.array_split(rng.permutation(x.size), parts):
+        present = np.unique(layer[idx])  # each piece knows only its own layers
+        local = np.searchsorted(present, layer[idx]).astype(np.int64)
+        pieces.append(
+            partial_from_taps(grid, layer_table[present], local, x[idx], y[idx], users[idx])
+        )
+    rng.shuffle(pieces)
+    merged = merge_partials(pieces, chunks=2)
+    assert merged.layers.equals(whole.layers)
+    for name in ("keys", "users", "taps"):
+        np.testing.assert_array_equal(getattr(merged, name), getattr(whole, name))
+    left, right = merge_partials(pieces[: parts // 2] or pieces[:1]), pieces[parts // 2 :]
+    regrouped = merge_partials([left, *right]) if parts > 1 else left
+    np.testing.assert_array_equal(regrouped.taps, whole.taps)
+
+
+def test_merging_partials_of_different_grids_is_refused():
+    table = pl.DataFrame({"screen": ["a"]})
+    args = (table, np.zeros(1, np.int64), np.zeros(1), np.zeros(1), np.zeros(1, np.uint64))
+    with pytest.raises(ValueError, match="different grids"):
+        merge_partials(
+            [partial_from_taps(GridSpec(2, 2), *args), partial_from_taps(GridSpec(3, 2), *args)]
+        )
+
+
+def test_cells_match_a_polars_reference(demo_taps):
+    result = aggregate(demo_taps, demo_config(sigma=0.0), key=KEY)
+    eligible = demo_taps.filter(
+        pl.col("consent").fill_null(False)
+        & pl.col("x").is_between(0, 1)
+        & pl.col("y").is_between(0, 1)
+        & pl.col("screen").str.strip_chars().ne("")
+        & pl.col("user_id").is_not_null()
+        & pl.col("ts").is_between(AS_OF - pl.duration(days=30), AS_OF)
+    )
+    cells = reference.cell_of(eligible["x"].to_numpy(), eligible["y"].to_numpy(), 16, 32)
+    expected = (
+        eligible.with_columns(
+            cx=pl.Series(cells % 16, dtype=pl.Int32), cy=pl.Series(cells // 16, dtype=pl.Int32)
+        )
+        .group_by("screen", "platform", "cx", "cy", "user_id")
+        .agg(n=pl.len())
+        .group_by("screen", "platform", "cx", "cy")
+        .agg(
+            users=pl.len().cast(pl.Int64), taps=pl.col("n").clip(upper_bound=5).sum().cast(pl.Int64)
+        )
+        .filter(pl.col("users") >= 5)
+        .sort("screen", "platform", "cy", "cx")
+    )
+    got = result.cells.sort("screen", "platform", "cy", "cx")
+    assert got.select(expected.columns).equals(expected)
+    assert (got["density"] == got["users"]).all()  # sigma = 0: density is the measure
+    published = eligible.with_columns(cx=pl.Series(cells % 16), cy=pl.Series(cells // 16)).join(
+        expected.select("screen", "platform", "cx", "cy").with_columns(
+            pl.col("cx", "cy").cast(pl.Int64)
+        ),
+        on=["screen", "platform", "cx", "cy"],
+    )
+    layer_users = published.group_by("screen", "platform").agg(users=pl.col("user_id").n_unique())
+    joined = result.layers.join(layer_users, on=["screen", "platform"], suffix="_ref")
+    assert joined.height == result.layers.height
+    assert (joined["users"] == joined["users_ref"]).all()
+
+
+def test_taps_measure_caps_each_users_taps_per_cell():
+    rows = [{"user_id": "heavy"}] * 50 + [{"user_id": f"u{i}"} for i in range(4)]
+    result = aggregate(taps_frame(rows), small_config(k=5, measure="taps"), key=KEY)
+    assert result.cells.select("users", "taps", "density").row(0) == (5, 5 + 4, 9.0)
+    assert result.layers["taps"].to_list() == [9]
+
+
+def test_grid_lookup_by_segments_and_a_helpful_key_error(demo_taps):
+    result = aggregate(demo_taps, demo_config(), key=KEY)
+    grid = result.grid("home", platform="ios")
+    assert grid.shape == (32, 16)
+    assert grid.max() > 0
+    with pytest.raises(KeyError, match=r"no published layer .*published layers: layer_0000"):
+        result.grid("home", platform="symbian")
+    assert result.layer_label(0) == "checkout, platform=android"
+
+
+def test_smoothing_spreads_but_keeps_mass_away_from_edges():
+    rows = [{"x": 0.55, "y": 0.55, "user_id": f"u{i}"} for i in range(5)]
+    sharp = aggregate(taps_frame(rows), small_config(k=5, grid=GridSpec(12, 12)), key=KEY)
+    smooth = aggregate(
+        taps_frame(rows), small_config(k=5, grid=GridSpec(12, 12), sigma=1.0), key=KEY
+    )
+    assert sharp.grids.sum() == pytest.approx(smooth.grids.sum(), rel=1e-6)
+    assert np.count_nonzero(smooth.grids) > np.count_nonzero(sharp.grids)
+    assert smooth.grids.max() < sharp.grids.max()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "ndjson"])
+def test_file_formats_directories_globs_and_hive_partitions(tmp_path, demo_taps, fmt):
+    frame = demo_taps.head(5000)
+    expected = aggregate(frame, demo_config(), key=KEY)
+    for platform in ("ios", "android"):
+        part = frame.filter(pl.col("platform") == platform).drop("platform")
+        folder = tmp_path / f"platform={platform}"
+        folder.mkdir()
+        for i, piece in enumerate(part.iter_slices(2000)):
+            path = folder / f"part-{i}.{fmt}"
+            if fmt == "parquet":
+                piece.write_parquet(path)
+            elif fmt == "csv":
+                piece.write_csv(path)
+            else:
+                piece.write_ndjson(path)
+    for source in (tmp_path, str(tmp_path / "platform=*" / f"*.{fmt}")):
+        got = aggregate(source, demo_config(), key=KEY)
+        assert got.stats.rows_in == 5000
+        assert_same(expected, got)
+
+
+def test_unknown_paths_and_types_are_clear_errors(tmp_path):
+    from heatengine.errors import HeatengineError
+
+    with pytest.raises(HeatengineError, match="input not found"):
+        aggregate(tmp_path / "absent.parquet", small_config(), key=KEY)
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(HeatengineError, match="unsupported file type"):
+        aggregate(tmp_path / "notes.txt", small_config(), key=KEY)
+    with pytest.raises(HeatengineError, match="holds no Parquet"):
+        aggregate(tmp_path, small_config(), key=KEY)
