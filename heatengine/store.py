@@ -8,14 +8,11 @@ or reported as inconsistent, never silently half-written.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from heatengine._version import __version__
+from heatengine.atomic import commit, temporary_beside, write_atomically
 from heatengine.config import AggregateConfig
 from heatengine.errors import StoreError
 from heatengine.heatmaps import HeatmapSet, RunStats
@@ -34,40 +32,6 @@ STORE_FORMAT = "heatengine-store"
 STORE_FORMAT_VERSION = 1
 #: A fixed zip entry time keeps grids.npz byte-identical across runs.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
-def _temporary_beside(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _commit(temporary: Path, target: Path) -> None:
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` on success.
-
-    On any error the temporary file is removed and ``path`` is left as it was.
-    """
-    target = Path(path)
-    temporary = _temporary_beside(target)
-    try:
-        yield temporary
-        _commit(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
-    """Call ``write(temporary_path)`` and rename the result to ``path``."""
-    with atomic_path(path) as temporary:
-        write(temporary)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -106,17 +70,17 @@ def write_store(heatmaps: HeatmapSet, directory: str | os.PathLike[str]) -> Path
             (CELLS_FILE, lambda p: heatmaps.cells.write_parquet(p, statistics=True)),
             (GRIDS_FILE, lambda p: write_npz(p, arrays)),
         ):
-            staged[name] = _temporary_beside(root / name)
+            staged[name] = temporary_beside(root / name)
             write(staged[name])
         files = {
             name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
             for name, path in staged.items()
         }
-        staged[MANIFEST_FILE] = _temporary_beside(root / MANIFEST_FILE)
+        staged[MANIFEST_FILE] = temporary_beside(root / MANIFEST_FILE)
         manifest = build_manifest(heatmaps, files)
         staged[MANIFEST_FILE].write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         for name, temporary in staged.items():  # data files first, the manifest last
-            _commit(temporary, root / name)
+            commit(temporary, root / name)
     finally:
         for temporary in staged.values():
             temporary.unlink(missing_ok=True)
