@@ -1,0 +1,353 @@
+"""The ``heatengine`` command: thin argument parsing over the library.
+
+Errors a user can fix are printed as one line (``heatengine: error: ...``) with exit
+code 2; nothing here prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from heatengine._version import __version__
+from heatengine.config import AggregateConfig, GridSpec, PrivacyPolicy
+from heatengine.errors import HeatengineError
+
+EXIT_USAGE = 2
+DEMO_SEGMENTS = ("platform",)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``heatengine`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("heatengine: interrupted", file=sys.stderr)
+        return 130
+    except (HeatengineError, KeyError, OSError) as exc:
+        print(f"heatengine: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        import polars as pl
+
+        if isinstance(exc, pl.exceptions.PolarsError):
+            print(f"heatengine: error reading the input: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror}: {exc.filename}"
+    return " ".join(str(text).split())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="heatengine",
+        description="Private, fast per-screen tap heatmaps.",
+    )
+    parser.add_argument("--version", action="version", version=f"heatengine {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="generate demo taps and run the whole pipeline on them",
+        description=(
+            "Generate a realistic, seeded demo data set (default one million taps over five "
+            "screens), aggregate it with a fresh random key, and write the input, the store, "
+            "screen mock-ups and one PNG per layer under --out."
+        ),
+    )
+    demo.add_argument("--out", required=True, type=Path, help="output directory")
+    demo.add_argument("--taps", type=int, default=1_000_000, help="taps to generate")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the demo data")
+    _add_render_options(demo)
+    demo.set_defaults(run=run_demo)
+
+    agg = commands.add_parser(
+        "aggregate",
+        help="turn tap files into a heatmap store",
+        description=(
+            "Read taps (Parquet, CSV, NDJSON files, directories, globs, hive-partitioned "
+            "folders), validate, apply consent and retention, pseudonymise, bin, suppress "
+            "cells with fewer than k users, smooth, and write cells.parquet, grids.npz and "
+            "manifest.json to --out. Raw user ids need a key: HEATENGINE_KEY or --key-file."
+        ),
+    )
+    agg.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
+    agg.add_argument("--out", required=True, type=Path, help="store directory to write")
+    _add_config_options(agg)
+    agg.add_argument("--key-file", type=Path, help="file holding the pseudonymisation key")
+    agg.add_argument(
+        "--quarantine",
+        type=Path,
+        metavar="FILE",
+        help="write rejected rows with their reason (no user ids) to FILE (.parquet or .csv)",
+    )
+    agg.add_argument("--png", type=Path, metavar="DIR", help="also render one PNG per layer")
+    _add_render_options(agg)
+    agg.set_defaults(run=run_aggregate)
+
+    render = commands.add_parser(
+        "render",
+        help="render every layer of a store to PNG",
+        description="Render one PNG per published layer of a store.",
+    )
+    render.add_argument("store", type=Path, help="store directory")
+    render.add_argument("--out", required=True, type=Path, help="directory for the PNGs")
+    _add_render_options(render)
+    render.set_defaults(run=run_render)
+    return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    defaults = AggregateConfig()
+    policy = defaults.privacy
+    parser.add_argument("--k", type=int, default=policy.k, help="minimum distinct users per cell")
+    parser.add_argument(
+        "--allow-small-k", action="store_true", help="permit k below 5 (weak protection)"
+    )
+    parser.add_argument(
+        "--grid",
+        type=_parse_grid,
+        default=defaults.grid,
+        metavar="COLSxROWS",
+        help="public grid, default 64x128",
+    )
+    parser.add_argument("--sigma", type=float, default=defaults.sigma, help="smoothing in cells")
+    parser.add_argument(
+        "--measure", choices=("users", "taps"), default=defaults.measure, help="what to map"
+    )
+    parser.add_argument(
+        "--segments", default="", help="comma-separated columns that split layers, e.g. platform"
+    )
+    parser.add_argument(
+        "--max-taps",
+        type=int,
+        default=policy.max_taps_per_user_cell,
+        help="cap on one user's taps counted per cell",
+    )
+    parser.add_argument(
+        "--retention-days", type=int, default=policy.retention_days, help="retention window"
+    )
+    parser.add_argument(
+        "--as-of",
+        type=_parse_time,
+        help="reference time for retention (ISO-8601, default: now, UTC)",
+    )
+    parser.add_argument(
+        "--coordinates",
+        choices=("normalised", "pixels"),
+        default=defaults.coordinates,
+        help="pixels: x and y are divided by viewport_width and viewport_height",
+    )
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="CANONICAL=COLUMN",
+        help="read a canonical column from another name, e.g. --map x=tap_x (repeatable)",
+    )
+    parser.add_argument(
+        "--assume-consent",
+        action="store_true",
+        help="state that every row is consented (only allowed without a consent column)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="fail instead of quarantining bad rows"
+    )
+
+
+def _add_render_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--colormap", default="inferno", help="colour map for the PNGs")
+    parser.add_argument(
+        "--backgrounds",
+        type=Path,
+        metavar="DIR",
+        help="screenshots named after screens (home.png, ...) to draw the heatmaps on",
+    )
+
+
+def _parse_grid(text: str) -> GridSpec:
+    try:
+        return GridSpec.parse(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"--as-of must be an ISO-8601 date or time, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _config_from(args: argparse.Namespace) -> AggregateConfig:
+    column_map = {}
+    for item in args.map:
+        canonical, sep, column = item.partition("=")
+        if not sep or not canonical or not column:
+            msg = f"--map takes CANONICAL=COLUMN, got {item!r}"
+            raise HeatengineError(msg)
+        column_map[canonical.strip()] = column.strip()
+    try:
+        return AggregateConfig(
+            grid=args.grid,
+            privacy=PrivacyPolicy(
+                k=args.k,
+                max_taps_per_user_cell=args.max_taps,
+                retention_days=args.retention_days,
+                allow_small_k=args.allow_small_k,
+            ),
+            sigma=args.sigma,
+            measure=args.measure,
+            segments=tuple(s.strip() for s in args.segments.split(",") if s.strip()),
+            column_map=tuple(column_map.items()),
+            coordinates=args.coordinates,
+            as_of=args.as_of,
+            assume_consent=args.assume_consent,
+            strict=args.strict,
+        )
+    except (TypeError, ValueError) as exc:
+        raise HeatengineError(str(exc)) from None
+
+
+def _progress(step: str, seconds: float) -> None:
+    print(f"  {step:<22} {seconds:6.2f} s", file=sys.stderr)
+
+
+def run_aggregate(args: argparse.Namespace) -> int:
+    """``heatengine aggregate``."""
+    from heatengine.pipeline import aggregate
+    from heatengine.pseudonym import PseudonymKey
+    from heatengine.store import write_quarantine
+
+    config = _config_from(args)
+    key = PseudonymKey.from_file(args.key_file) if args.key_file else None
+    started = time.perf_counter()
+    print(f"heatengine {__version__}: aggregating {len(args.inputs)} input(s)", file=sys.stderr)
+    heatmaps = aggregate(
+        args.inputs if len(args.inputs) > 1 else args.inputs[0],
+        config,
+        key=key,
+        progress=_progress,
+    )
+    heatmaps.write(args.out)
+    if args.quarantine:
+        rows = write_quarantine(heatmaps, args.quarantine)
+        print(f"  quarantined rows ({rows:,}) written to {args.quarantine}", file=sys.stderr)
+    images = _render_all(heatmaps, args.png, args) if args.png else []
+    print(format_summary(heatmaps, time.perf_counter() - started))
+    print(f"store: {args.out}")
+    if images:
+        print(f"images: {len(images)} PNG(s) in {args.png}")
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    """``heatengine render``."""
+    from heatengine.store import read
+
+    heatmaps = read(args.store)
+    images = _render_all(heatmaps, args.out, args)
+    print(f"{len(images)} PNG(s) written to {args.out}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``heatengine demo``."""
+    from heatengine.pipeline import aggregate
+    from heatengine.pseudonym import PseudonymKey
+    from heatengine.store import write_atomically
+    from heatengine.synthetic import DEMO_END, SCREEN_LAYOUTS, draw_screen_mockup, generate_taps
+
+    if args.taps < 1:
+        msg = f"--taps must be positive, got {args.taps}"
+        raise HeatengineError(msg)
+    started = time.perf_counter()
+    out: Path = args.out
+    print(f"heatengine {__version__}: demo with {args.taps:,} taps -> {out}", file=sys.stderr)
+    taps = generate_taps(args.taps, seed=args.seed)
+    input_path = out / "input" / "taps.parquet"
+    write_atomically(input_path, taps.write_parquet)
+    _progress("generate demo data", time.perf_counter() - started)
+
+    screens = out / "screens"
+    for screen in SCREEN_LAYOUTS:
+        image = draw_screen_mockup(screen)
+        write_atomically(screens / f"{screen}.png", lambda p, im=image: im.save(p, format="PNG"))
+
+    config = AggregateConfig(segments=DEMO_SEGMENTS, as_of=DEMO_END)
+    # A throw-away key: demo pseudonyms cannot be linked to anything after the run.
+    key = PseudonymKey(secrets.token_bytes(32))
+    heatmaps = aggregate(taps, config, key=key, progress=_progress)
+    heatmaps.write(out / "store")
+    if args.backgrounds is None:
+        args.backgrounds = screens
+    images = _render_all(heatmaps, out / "png", args)
+    print(format_summary(heatmaps, time.perf_counter() - started))
+    print(f"input:  {input_path}  (try: heatengine aggregate {input_path} --out DIR)")
+    print(f"store:  {out / 'store'}")
+    print(f"images: {len(images)} PNG(s) in {out / 'png'}")
+    return 0
+
+
+def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list[Path]:
+    from heatengine.render import render_layers
+
+    started = time.perf_counter()
+    paths = render_layers(heatmaps, directory, colormap=args.colormap, backgrounds=args.backgrounds)
+    _progress("render PNGs", time.perf_counter() - started)
+    return paths
+
+
+def format_summary(heatmaps, seconds: float) -> str:
+    """The short run summary the CLI prints."""
+    stats = heatmaps.stats
+    sup = stats.suppression
+    width = 26
+
+    def line(label: str, value: int, note: str = "") -> str:
+        return f"{label:<{width}}{value:>11,}{note}"
+
+    lines = [
+        line("rows in", stats.rows_in),
+        line("eligible", stats.rows_eligible),
+        line("quarantined", stats.rows_quarantined),
+        *[line(f"  {reason}", n) for reason, n in stats.quarantined.items()],
+        line("excluded", stats.rows_excluded),
+        *[line(f"  {reason}", n) for reason, n in stats.excluded.items()],
+        line(
+            "layers published", sup.layers_published, f"   (suppressed: {sup.layers_suppressed:,})"
+        ),
+        line(
+            "cells published",
+            sup.cells_published,
+            f"   (suppressed: {sup.cells_suppressed:,}, {sup.suppressed_tap_share:.1%} of taps)",
+        ),
+        f"k = {heatmaps.config.privacy.k}, measure = {heatmaps.config.measure}, "
+        f"grid = {heatmaps.config.grid.columns}x{heatmaps.config.grid.rows}, "
+        f"sigma = {heatmaps.config.sigma}",
+    ]
+    if stats.consent_assumed:
+        lines.append("consent: assumed for every row (--assume-consent)")
+    if stats.dropped_columns:
+        lines.append(f"columns dropped (not on the allow-list): {', '.join(stats.dropped_columns)}")
+    lines.append(f"finished in {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The heatengine command end to end, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from heatengine.cli import main
+from heatengine.synthetic import generate_taps
+
+KEY_TEXT = "cli test key: at least thirty-two bytes of secret"
+
+
+@pytest.fixture
+def taps_file(tmp_path) -> Path:
+    path = tmp_path / "taps.parquet"
+    generate_taps(30_000, seed=4).write_parquet(path)
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, drop_key: bool = False):
+    environment = {**os.environ, **(env or {})}
+    if drop_key:
+        environment.pop("HEATENGINE_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "heatengine.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+
+
+def test_aggregate_and_render_end_to_end(tmp_path, taps_file):
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY_TEXT + "\n")
+    store = tmp_path / "store"
+    done = run_cli(
+        "aggregate", str(taps_file), "--out", str(store), "--key-file", str(key_file),
+        "--segments", "platform", "--k", "5", "--as-of", "2026-11-30",
+        "--quarantine", str(tmp_path / "rejected.parquet"), "--grid", "32x64",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^rows in +30,000$", done.stdout, re.MULTILINE)
+    assert "missing_coordinate" in done.stdout
+    assert "no_consent" in done.stdout
+    assert "columns dropped (not on the allow-list): app_version, event" in done.stdout
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["config"]["grid"] == {"columns": 32, "rows": 64}
+    assert manifest["stats"]["key_epoch"]
+    assert KEY_TEXT not in (store / "manifest.json").read_text()
+    rejected = pl.read_parquet(tmp_path / "rejected.parquet")
+    assert rejected.height == sum(manifest["stats"]["quarantined"].values())
+
+    pngs = tmp_path / "png"
+    done = run_cli("render", str(store), "--out", str(pngs))
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in pngs.glob("*.png"))
+    assert len(names) == len(manifest["layers"])
+    assert "home_platform-ios.png" in names
+
+
+def test_demo_command_writes_store_images_and_summary(tmp_path):
+    out = tmp_path / "demo"
+    done = run_cli("demo", "--out", str(out), "--taps", "40000")
+    assert done.returncode == 0, done.stderr
+    assert "layers published" in done.stdout
+    assert (out / "store" / "manifest.json").is_file()
+    assert (out / "input" / "taps.parquet").is_file()
+    layers = json.loads((out / "store" / "manifest.json").read_text())["layers"]
+    assert len(layers) >= 4
+    assert len(list((out / "png").glob("*.png"))) == len(layers)
+    assert len(list((out / "screens").glob("*.png"))) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["aggregate", "missing.parquet", "--out", "x"], "input not found: 'missing.parquet'"),
+        (["render", "no-store", "--out", "x"], "is not a heatengine store"),
+        (["demo", "--out", "x", "--taps", "0"], "--taps must be positive"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(args, message, tmp_path):
+    done = run_cli(*args, env={"HEATENGINE_KEY": KEY_TEXT})
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1
+    assert errors[0].startswith("heatengine: error: ")
+    assert message in errors[0]
+
+
+def test_missing_key_is_explained(taps_file, tmp_path):
+    done = run_cli("aggregate", str(taps_file), "--out", str(tmp_path / "s"), drop_key=True)
+    assert done.returncode == 2
+    assert "HEATENGINE_KEY" in done.stderr
+    assert "--key-file" in done.stderr
+
+
+def test_bad_options_are_reported(capsys, tmp_path):
+    code = main(["aggregate", "x.parquet", "--out", str(tmp_path), "--k", "3"])
+    assert code == 2
+    assert "k=3 gives weak protection" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["aggregate", "x.parquet", "--out", str(tmp_path), "--grid", "64by128"])
+    assert "COLUMNSxROWS" in capsys.readouterr().err
+
+
+def test_every_command_has_help():
+    for command in ("demo", "aggregate", "render"):
+        done = run_cli(command, "--help")
+        assert done.returncode == 0
+        assert "usage: heatengine" in done.stdout
