@@ -36,3 +36,37 @@ def per_cell(keys: np.ndarray, users: np.ndarray, cap: int) -> pl.DataFrame:
         )
         .sort("key")
     )
+
+
+def eligible_rows(frame: pl.DataFrame, as_of, retention_days: int = 30) -> pl.DataFrame:
+    """Rows of a canonical, normalised frame that pass validation, consent and retention."""
+    return frame.filter(
+        pl.col("consent").fill_null(False)
+        & pl.col("x").is_between(0, 1)
+        & pl.col("y").is_between(0, 1)
+        & pl.col("screen").str.strip_chars().ne("")
+        & pl.col("user_id").str.strip_chars().ne("")
+        & pl.col("ts").is_between(as_of - pl.duration(days=retention_days), as_of)
+    )
+
+
+def published_cells(
+    eligible: pl.DataFrame, layer_columns: list[str], columns: int, rows: int, cap: int, k: int
+) -> pl.DataFrame:
+    """Exact distinct users and capped taps per (layer, cx, cy), cells with >= k users only."""
+    cells = cell_of(eligible["x"].to_numpy(), eligible["y"].to_numpy(), columns, rows)
+    return (
+        eligible.with_columns(
+            cx=pl.Series(cells % columns, dtype=pl.Int32),
+            cy=pl.Series(cells // columns, dtype=pl.Int32),
+        )
+        .group_by(*layer_columns, "cx", "cy", "user_id")
+        .agg(n=pl.len())
+        .group_by(*layer_columns, "cx", "cy")
+        .agg(
+            users=pl.len().cast(pl.Int64),
+            taps=pl.col("n").clip(upper_bound=cap).sum().cast(pl.Int64),
+        )
+        .filter(pl.col("users") >= k)
+        .sort(*layer_columns, "cy", "cx")
+    )

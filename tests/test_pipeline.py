@@ -82,31 +82,13 @@ def test_merging_partials_of_different_grids_is_refused():
 
 def test_cells_match_a_polars_reference(demo_taps):
     result = aggregate(demo_taps, demo_config(sigma=0.0), key=KEY)
-    eligible = demo_taps.filter(
-        pl.col("consent").fill_null(False)
-        & pl.col("x").is_between(0, 1)
-        & pl.col("y").is_between(0, 1)
-        & pl.col("screen").str.strip_chars().ne("")
-        & pl.col("user_id").is_not_null()
-        & pl.col("ts").is_between(AS_OF - pl.duration(days=30), AS_OF)
-    )
-    cells = reference.cell_of(eligible["x"].to_numpy(), eligible["y"].to_numpy(), 16, 32)
-    expected = (
-        eligible.with_columns(
-            cx=pl.Series(cells % 16, dtype=pl.Int32), cy=pl.Series(cells // 16, dtype=pl.Int32)
-        )
-        .group_by("screen", "platform", "cx", "cy", "user_id")
-        .agg(n=pl.len())
-        .group_by("screen", "platform", "cx", "cy")
-        .agg(
-            users=pl.len().cast(pl.Int64), taps=pl.col("n").clip(upper_bound=5).sum().cast(pl.Int64)
-        )
-        .filter(pl.col("users") >= 5)
-        .sort("screen", "platform", "cy", "cx")
-    )
+    eligible = reference.eligible_rows(demo_taps, AS_OF)
+    layer = ["screen", "platform"]
+    expected = reference.published_cells(eligible, layer, columns=16, rows=32, cap=5, k=5)
     got = result.cells.sort("screen", "platform", "cy", "cx")
     assert got.select(expected.columns).equals(expected)
     assert (got["density"] == got["users"]).all()  # sigma = 0: density is the measure
+    cells = reference.cell_of(eligible["x"].to_numpy(), eligible["y"].to_numpy(), 16, 32)
     published = eligible.with_columns(cx=pl.Series(cells % 16), cy=pl.Series(cells // 16)).join(
         expected.select("screen", "platform", "cx", "cy").with_columns(
             pl.col("cx", "cy").cast(pl.Int64)
