@@ -7,6 +7,7 @@ code 2; nothing here prints a traceback for them.
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import sys
 import time
@@ -38,9 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         import polars as pl
 
         if isinstance(exc, pl.exceptions.PolarsError):
-            print(f"heatengine: error reading the input: {_one_line(exc)}", file=sys.stderr)
+            detail = _redact_values(_one_line(exc))
+            print(f"heatengine: error reading the input: {detail}", file=sys.stderr)
             return EXIT_USAGE
         raise
+
+
+def _redact_values(text: str) -> str:
+    """Hide the data values Polars quotes (`...`, "...", [...]): they may be raw ids."""
+    text = text.split(" This error occurred")[0]
+    return re.sub(r"`[^`]*`|\"[^\"]*\"|\[[^\]]*\]", "<value>", text)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -235,6 +243,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
     from heatengine.store import write_quarantine
 
     config = _config_from(args)
+    _check_render_options(args)
     key = PseudonymKey.from_file(args.key_file) if args.key_file else None
     started = time.perf_counter()
     print(f"heatengine {__version__}: aggregating {len(args.inputs)} input(s)", file=sys.stderr)
@@ -260,6 +269,7 @@ def run_render(args: argparse.Namespace) -> int:
     """``heatengine render``."""
     from heatengine.store import read
 
+    _check_render_options(args)
     heatmaps = read(args.store)
     images = _render_all(heatmaps, args.out, args)
     print(f"{len(images)} PNG(s) written to {args.out}")
@@ -276,6 +286,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.taps < 1:
         msg = f"--taps must be positive, got {args.taps}"
         raise HeatengineError(msg)
+    _check_render_options(args)
     started = time.perf_counter()
     out: Path = args.out
     print(f"heatengine {__version__}: demo with {args.taps:,} taps -> {out}", file=sys.stderr)
@@ -304,6 +315,16 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_render_options(args: argparse.Namespace) -> None:
+    """Fail on a bad colour map or backgrounds folder before any work is done."""
+    from heatengine.colormaps import get_colormap
+
+    get_colormap(args.colormap)
+    if args.backgrounds is not None and not args.backgrounds.is_dir():
+        msg = f"the backgrounds directory {str(args.backgrounds)!r} does not exist"
+        raise HeatengineError(msg)
+
+
 def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list[Path]:
     from heatengine.render import render_layers
 
@@ -311,6 +332,10 @@ def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list[Pat
     paths = render_layers(heatmaps, directory, colormap=args.colormap, backgrounds=args.backgrounds)
     _progress("render PNGs", time.perf_counter() - started)
     return paths
+
+
+def _share(share: float | None) -> str:
+    return "" if share is None else f", {share:.1%} of taps"
 
 
 def format_summary(heatmaps, seconds: float) -> str:
@@ -335,7 +360,7 @@ def format_summary(heatmaps, seconds: float) -> str:
         line(
             "cells published",
             sup.cells_published,
-            f"   (suppressed: {sup.cells_suppressed:,}, {sup.suppressed_tap_share:.1%} of taps)",
+            f"   (suppressed: {sup.cells_suppressed:,}{_share(sup.suppressed_tap_share)})",
         ),
         f"k = {heatmaps.config.privacy.k}, measure = {heatmaps.config.measure}, "
         f"grid = {heatmaps.config.grid.columns}x{heatmaps.config.grid.rows}, "

@@ -22,6 +22,24 @@ Coordinates = Literal["normalised", "pixels"]
 
 MAX_GRID_SIDE = 4096
 SMALLEST_K_WITHOUT_OVERRIDE = 5
+MAX_COUNT_OPTION = 1_000_000  # for k and the per-cell tap cap
+MAX_RETENTION_DAYS = 36_500
+#: Column names the pipeline and its outputs use for their own purposes.
+RESERVED_COLUMNS = (
+    "reason",
+    "layer",
+    "position",
+    "cx",
+    "cy",
+    "users",
+    "taps",
+    "density",
+    "cells",
+    "peak",
+    "token",
+    "united",
+    "own",
+)
 
 #: Canonical columns (see ARCHITECTURE.md) that a column mapping may rename onto.
 CANONICAL_COLUMNS = (
@@ -118,9 +136,9 @@ class PrivacyPolicy:
     allow_small_k: bool = False
 
     def __post_init__(self) -> None:
-        _require_int("k", self.k, 1)
-        _require_int("max_taps_per_user_cell", self.max_taps_per_user_cell, 1)
-        _require_int("retention_days", self.retention_days, 1)
+        _require_int("k", self.k, 1, MAX_COUNT_OPTION)
+        _require_int("max_taps_per_user_cell", self.max_taps_per_user_cell, 1, MAX_COUNT_OPTION)
+        _require_int("retention_days", self.retention_days, 1, MAX_RETENTION_DAYS)
         if self.k < SMALLEST_K_WITHOUT_OVERRIDE and not self.allow_small_k:
             msg = (
                 f"k={self.k} gives weak protection; values below "
@@ -175,8 +193,8 @@ class AggregateConfig:
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, int | float):
             msg = f"sigma must be a number of cells, got {self.sigma!r}"
             raise TypeError(msg)
-        if not math.isfinite(self.sigma) or self.sigma < 0:
-            msg = f"sigma must be a finite number >= 0, got {self.sigma}"
+        if not math.isfinite(self.sigma) or not 0 <= self.sigma <= MAX_GRID_SIDE:
+            msg = f"sigma must be a number of cells from 0 to {MAX_GRID_SIDE}, got {self.sigma}"
             raise ValueError(msg)
         if self.measure not in ("users", "taps"):
             msg = f"measure must be 'users' or 'taps', got {self.measure!r}"
@@ -198,6 +216,12 @@ class AggregateConfig:
                 raise ValueError(msg)
             if name in CANONICAL_COLUMNS:
                 msg = f"segment {name!r} is a canonical column and cannot split layers"
+                raise ValueError(msg)
+            if name in RESERVED_COLUMNS:
+                msg = (
+                    f"segment {name!r} clashes with a column heatengine writes itself "
+                    f"({', '.join(RESERVED_COLUMNS)}); rename the column in the input"
+                )
                 raise ValueError(msg)
         if len(set(self.segments)) != len(self.segments):
             msg = f"segments repeat a column: {list(self.segments)}"

@@ -48,12 +48,16 @@ class RunStats:
         return sum(self.excluded.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values for the manifest."""
+        """Plain values, all of them."""
         return asdict(self)
+
+    def publishable(self) -> dict[str, Any]:
+        """The values written to a store's manifest (no sums over suppressed cells)."""
+        return {**asdict(self), "suppression": self.suppression.publishable()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStats:
-        """Rebuild statistics written by :meth:`to_dict`."""
+        """Rebuild statistics written by :meth:`to_dict` or :meth:`publishable`."""
         values = dict(data)
         values["suppression"] = SuppressionStats(**values["suppression"])
         return cls(**values)

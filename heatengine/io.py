@@ -30,8 +30,14 @@ Source = pl.DataFrame | pl.LazyFrame | str | os.PathLike[str]
 Sources = Source | Sequence[str | os.PathLike[str]]
 
 
-def scan_taps(source: Sources) -> pl.LazyFrame:
+def scan_taps(source: Sources, text_columns: Iterable[str] = ()) -> pl.LazyFrame:
     """A LazyFrame over a frame, a path, a glob, a directory or a list of paths.
+
+    Files are scanned one by one and stacked by column name, so a column that only some
+    files have is null in the others (never silently dropped); hive ``key=value`` folder
+    values are text. ``text_columns`` are read as text from CSV and NDJSON, so ids such
+    as ``007`` are not turned into numbers; each file is read once even when two given
+    paths overlap.
 
     Raises
     ------
@@ -47,11 +53,12 @@ def scan_taps(source: Sources) -> pl.LazyFrame:
     if not paths:
         msg = "no input given: pass a frame, a file, a directory or a glob"
         raise HeatengineError(msg)
-    files = sorted({file for path in paths for file in _expand(Path(path))})
-    by_format: dict[str, list[tuple[Path, Path]]] = {}
-    for root, file in files:
-        by_format.setdefault(FORMATS[file.suffix.lower()], []).append((root, file))
-    frames = [_scan_format(fmt, entries) for fmt, entries in sorted(by_format.items())]
+    files: dict[Path, tuple[Path, Path]] = {}
+    for path in paths:
+        for root, file in _expand(Path(path)):
+            files.setdefault(file.resolve(), (root, file))
+    overrides = dict.fromkeys(text_columns, pl.String)
+    frames = [_scan_file(root, file, overrides) for root, file in sorted(files.values())]
     if len(frames) == 1:
         return frames[0]
     return pl.concat(frames, how="diagonal_relaxed")
@@ -113,23 +120,18 @@ def _hive_values(root: Path, file: Path) -> dict[str, str]:
     return values
 
 
-def _scan_format(fmt: str, entries: list[tuple[Path, Path]]) -> pl.LazyFrame:
-    hive = any(_hive_values(root, file) for root, file in entries)
+def _scan_file(root: Path, file: Path, overrides: dict[str, type[pl.String]]) -> pl.LazyFrame:
+    fmt = FORMATS[file.suffix.lower()]
     if fmt == "parquet":
-        return pl.scan_parquet(
-            [file for _, file in entries],
-            hive_partitioning=hive,
-            missing_columns="insert",
-            extra_columns="ignore",
+        frame = pl.scan_parquet(file, hive_partitioning=False)
+    elif fmt == "csv":
+        frame = pl.scan_csv(file, infer_schema_length=CSV_SCHEMA_ROWS, schema_overrides=overrides)
+    else:
+        present = pl.scan_ndjson(file, infer_schema_length=CSV_SCHEMA_ROWS).collect_schema()
+        frame = pl.scan_ndjson(
+            file,
+            infer_schema_length=CSV_SCHEMA_ROWS,
+            schema_overrides={k: v for k, v in overrides.items() if k in present},
         )
-    frames = []
-    for root, file in entries:
-        if fmt == "csv":
-            frame = pl.scan_csv(file, infer_schema_length=CSV_SCHEMA_ROWS, try_parse_dates=True)
-        else:
-            frame = pl.scan_ndjson(file, infer_schema_length=CSV_SCHEMA_ROWS)
-        hive_columns = [pl.lit(v).alias(k) for k, v in _hive_values(root, file).items()]
-        frames.append(frame.with_columns(hive_columns) if hive_columns else frame)
-    if len(frames) == 1:
-        return frames[0]
-    return pl.concat(frames, how="diagonal_relaxed")
+    hive_columns = [pl.lit(v).alias(k) for k, v in _hive_values(root, file).items()]
+    return frame.with_columns(hive_columns) if hive_columns else frame

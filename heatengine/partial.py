@@ -56,9 +56,36 @@ class Partial:
         return users.reshape(shape), taps.reshape(shape)
 
 
+#: Above this many possible keys per row, keys are first renumbered densely, so memory
+#: follows the keys that occur rather than layers x cells (many sparse layers).
+SPARSE_KEYS_PER_ROW = 4
+#: Cap on the per-chunk key histograms of the counting sort (bytes).
+CHUNK_HISTOGRAM_BUDGET = 256 * 2**20
+
+
 def default_chunks() -> int:
     """One chunk per Numba thread."""
     return numba.get_num_threads()
+
+
+def combine(
+    keys: np.ndarray, users: np.ndarray, taps: np.ndarray, n_keys: int, chunks: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`combine_contributions` with memory bounded by the keys that occur.
+
+    The result is the same for any ``chunks``; the number of chunks is reduced when their
+    histograms would exceed :data:`CHUNK_HISTOGRAM_BUDGET`.
+    """
+    occupied = None
+    if n_keys > SPARSE_KEYS_PER_ROW * max(keys.size, 1):
+        occupied, dense = np.unique(keys, return_inverse=True)
+        keys, n_keys = dense.astype(np.int64), occupied.size
+    affordable = max(1, CHUNK_HISTOGRAM_BUDGET // (8 * max(n_keys, 1)))
+    chunks = max(1, min(chunks or default_chunks(), affordable))
+    out_keys, out_users, out_taps = combine_contributions(keys, users, taps, n_keys, chunks)
+    if occupied is not None:
+        out_keys = occupied[out_keys]
+    return out_keys, out_users, out_taps
 
 
 def partial_from_taps(
@@ -84,12 +111,19 @@ def partial_from_taps(
     chunks
         Parallel chunks (default: Numba's thread count); the result is the same for all.
     """
+    if not (layer.size == x.size == y.size == users.size):
+        msg = "layer, x, y and users must have the same length"
+        raise ValueError(msg)
+    if layer.size and (layer.min() < 0 or layer.max() >= layers.height):
+        msg = f"layer indices must lie in [0, {layers.height})"
+        raise ValueError(msg)
+    if not (np.all((x >= 0) & (x <= 1)) and np.all((y >= 0) & (y <= 1))):
+        msg = "x and y must be normalised to [0, 1] (NaN is not allowed)"
+        raise ValueError(msg)
     keys = np.empty(x.size, np.int64)
     layer_cell_keys(layer, x, y, grid.columns, grid.rows, keys)
     ones = np.ones(x.size, np.int64)
-    n_keys = layers.height * grid.cells
-    merged = combine_contributions(keys, users, ones, n_keys, chunks or default_chunks())
-    return Partial(grid, layers, *merged)
+    return Partial(grid, layers, *combine(keys, users, ones, layers.height * grid.cells, chunks))
 
 
 def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Partial:
@@ -120,11 +154,11 @@ def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Parti
         )
         layer, cell = np.divmod(part.keys, grid.cells)
         keys.append(mapping[layer] * grid.cells + cell)
-    merged = combine_contributions(
+    merged = combine(
         np.concatenate(keys),
         np.concatenate([p.users for p in parts]),
         np.concatenate([p.taps for p in parts]),
         united.height * grid.cells,
-        chunks or default_chunks(),
+        chunks,
     )
     return Partial(grid, united, *merged)

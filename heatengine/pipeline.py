@@ -18,8 +18,7 @@ from heatengine.config import AggregateConfig
 from heatengine.errors import QuarantineError
 from heatengine.heatmaps import HeatmapSet, RunStats
 from heatengine.io import Sources, scan_taps
-from heatengine.kernels import combine_contributions
-from heatengine.partial import Partial, default_chunks, partial_from_taps
+from heatengine.partial import Partial, combine, partial_from_taps
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
     PseudonymKey,
@@ -35,6 +34,7 @@ from heatengine.schema import (
     normalised_coordinates,
     reason_expression,
     resolve_columns,
+    text_source_columns,
 )
 from heatengine.smooth import smooth_grids
 
@@ -93,7 +93,7 @@ def aggregate(
     config = config or AggregateConfig()
     clock = _Clock(progress)
     as_of = config.as_of or datetime.now(UTC)
-    lf, columns = resolve_columns(scan_taps(source), config)
+    lf, columns = resolve_columns(scan_taps(source, text_source_columns(config)), config)
     if columns.user == "user_id":
         key = key or PseudonymKey.from_environment()
         if key is None:
@@ -281,7 +281,5 @@ def _published_users_per_layer(
     layers = layer_position[partial.keys[selected] // cells]
     users = partial.users[selected]
     ones = np.ones(users.size, np.int64)
-    per_layer, _, _ = combine_contributions(
-        layers, users, ones, max(len(keep), 1), chunks or default_chunks()
-    )
+    per_layer, _, _ = combine(layers, users, ones, max(len(keep), 1), chunks)
     return np.bincount(per_layer, minlength=len(keep)).astype(np.int64)

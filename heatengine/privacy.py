@@ -10,6 +10,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+#: Statistics that are exact sums over suppressed cells. They stay with the operator
+#: (Python result, CLI summary) and are not written to the store: next to the published
+#: totals they would give away the sum of the hidden cells, which is one hidden cell's
+#: exact count whenever only one cell is suppressed.
+PRIVATE_STATISTICS = ("suppressed_tap_share", "suppressed_user_share")
+
 
 @dataclass(frozen=True)
 class SuppressionStats:
@@ -17,7 +23,8 @@ class SuppressionStats:
 
     Shares are over non-empty cells: ``suppressed_tap_share`` is the part of all capped
     taps that fell in suppressed cells, ``suppressed_user_share`` the part of all
-    (user, cell) pairs that did.
+    (user, cell) pairs that did. Both are ``None`` when read back from a store, which
+    does not hold them (see :data:`PRIVATE_STATISTICS`).
     """
 
     cells_nonempty: int
@@ -26,12 +33,16 @@ class SuppressionStats:
     layers_seen: int
     layers_published: int
     layers_suppressed: int
-    suppressed_tap_share: float
-    suppressed_user_share: float
+    suppressed_tap_share: float | None = None
+    suppressed_user_share: float | None = None
 
-    def to_dict(self) -> dict[str, int | float]:
-        """Plain values for the manifest."""
+    def to_dict(self) -> dict[str, int | float | None]:
+        """Plain values."""
         return asdict(self)
+
+    def publishable(self) -> dict[str, int]:
+        """The values that may be written to a store."""
+        return {k: v for k, v in asdict(self).items() if k not in PRIVATE_STATISTICS}
 
 
 def published_cells(users: np.ndarray, k: int) -> np.ndarray:

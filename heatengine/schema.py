@@ -15,7 +15,10 @@ import polars as pl
 from heatengine.config import AggregateConfig
 from heatengine.errors import SchemaError
 
-#: Quarantine reasons, in the order they are checked: a row gets the first that applies.
+#: Exclusion reasons, checked first: rows without consent or outside the retention
+#: window are not processed further, not even kept in the quarantine file.
+EXCLUSION_REASONS = ("no_consent", "older_than_retention", "after_as_of")
+#: Quarantine reasons for malformed rows, in the order they are checked.
 QUARANTINE_REASONS = (
     "missing_screen",
     "missing_user",
@@ -25,8 +28,6 @@ QUARANTINE_REASONS = (
     "coordinate_out_of_range",
     "missing_timestamp",
 )
-#: Exclusion reasons for well-formed rows that must not count.
-EXCLUSION_REASONS = ("no_consent", "older_than_retention", "after_as_of")
 REASON_DESCRIPTIONS = {
     "missing_screen": "screen is null or empty",
     "missing_user": "user id is null or empty",
@@ -41,7 +42,12 @@ REASON_DESCRIPTIONS = {
 }
 MISSING_SEGMENT = "(missing)"
 # Accepted timestamp text, row by row: with an offset or Z, else taken as UTC.
-ISO_FORMATS_WITH_OFFSET = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+ISO_FORMATS_WITH_OFFSET = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M%#z",
+    "%Y-%m-%d %H:%M%#z",
+)
 ISO_FORMATS_NAIVE = (
     "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f",
@@ -60,6 +66,17 @@ class ResolvedColumns:
     has_consent: bool
     kept: tuple[str, ...]
     dropped: tuple[str, ...]
+
+
+def text_source_columns(config: AggregateConfig) -> tuple[str, ...]:
+    """Input columns to read as text from CSV and NDJSON: ids, screens and segments.
+
+    Reading them as text keeps ``007`` and ``7`` apart and never turns a version such as
+    ``2.10`` into the number 2.1.
+    """
+    mapping = dict(config.column_map)
+    names = [mapping.get(c, c) for c in ("screen", "user_id", "user_token")]
+    return (*names, *config.segments)
 
 
 def resolve_columns(
@@ -138,7 +155,7 @@ def coerce_types(
         _as_float(df, "y"),
         _as_timestamp(df),
         _as_user(df, columns.user),
-        *[_as_text(df, name).fill_null(MISSING_SEGMENT) for name in config.segments],
+        *[_as_segment(df, name) for name in config.segments],
     ]
     if config.coordinates == "pixels":
         casts += [_as_float(df, "viewport_width"), _as_float(df, "viewport_height")]
@@ -153,12 +170,13 @@ def _type_error(column: str, dtype: pl.DataType, expected: str) -> SchemaError:
 
 
 def _check_parsed(df: pl.DataFrame, column: str, parsed: pl.Expr, expected: str) -> pl.Expr:
+    """Raise when any non-null text fails to parse; the values are not echoed, since a
+    misaligned file can put personal data in any column."""
     failed = df.select((pl.col(column).is_not_null() & parsed.is_null()).sum()).item()
     if failed:
-        example = df.filter(pl.col(column).is_not_null() & parsed.is_null())[column][0]
         msg = (
             f"column {column!r} holds text that does not parse as {expected} in "
-            f"{failed:,} of {df.height:,} rows (for example {example!r})"
+            f"{failed:,} of {df.height:,} rows"
         )
         raise SchemaError(msg)
     return parsed.alias(column)
@@ -185,17 +203,27 @@ def _blank_to_null(text: pl.Expr) -> pl.Expr:
 
 def _as_text(df: pl.DataFrame, column: str) -> pl.Expr:
     dtype = df.schema[column]
-    if _is_text(dtype) or dtype.is_integer() or dtype == pl.Boolean:
+    if _is_text(dtype) or dtype.is_integer():
         return _blank_to_null(pl.col(column).cast(pl.String)).alias(column)
     raise _type_error(column, dtype, "text")
 
 
+def _as_segment(df: pl.DataFrame, column: str) -> pl.Expr:
+    """Segment values as text; numbers, booleans and dates are written out as text."""
+    dtype = df.schema[column]
+    if _is_text(dtype) or dtype.is_numeric() or dtype in (pl.Boolean, pl.Date):
+        text = _blank_to_null(pl.col(column).cast(pl.String).str.strip_chars())
+        return text.fill_null(MISSING_SEGMENT).alias(column)
+    raise _type_error(column, dtype, "text, a number, a boolean or a date")
+
+
 def _as_user(df: pl.DataFrame, column: str) -> pl.Expr:
+    """Integer ids as given; text ids without surrounding space (``" u1"`` is ``"u1"``)."""
     dtype = df.schema[column]
     if dtype.is_integer():
         return pl.col(column)
     if _is_text(dtype):
-        return _blank_to_null(pl.col(column).cast(pl.String)).alias(column)
+        return _blank_to_null(pl.col(column).cast(pl.String).str.strip_chars()).alias(column)
     raise _type_error(column, dtype, "text or an integer")
 
 
@@ -259,10 +287,19 @@ def reason_expression(
 ) -> pl.Expr:
     """One reason per row (null for eligible rows); the first matching rule wins.
 
-    Works on the coerced columns as given: pixels are normalised inside the range check.
+    Consent and retention come first (a null timestamp matches neither and is then
+    quarantined). Works on the coerced columns as given: pixels are normalised inside
+    the range check.
     """
     x, y = pl.col("x"), pl.col("y")
-    rules: list[tuple[str, pl.Expr]] = [
+    ts = pl.col("ts")
+    horizon = as_of - timedelta(days=config.privacy.retention_days)
+    rules: list[tuple[str, pl.Expr]] = []
+    if columns.has_consent:
+        rules.append(("no_consent", ~pl.col("consent").fill_null(False)))
+    rules += [
+        ("older_than_retention", ts < pl.lit(horizon)),
+        ("after_as_of", ts > pl.lit(as_of)),
         ("missing_screen", pl.col("screen").is_null()),
         ("missing_user", pl.col(columns.user).is_null()),
         ("missing_coordinate", x.is_null() | y.is_null()),
@@ -275,14 +312,7 @@ def reason_expression(
     nx, ny = normalised_coordinates(config)
     rules += [
         ("coordinate_out_of_range", (nx < 0) | (nx > 1) | (ny < 0) | (ny > 1)),
-        ("missing_timestamp", pl.col("ts").is_null()),
-    ]
-    if columns.has_consent:
-        rules.append(("no_consent", ~pl.col("consent").fill_null(False)))
-    horizon = as_of - timedelta(days=config.privacy.retention_days)
-    rules += [
-        ("older_than_retention", pl.col("ts") < pl.lit(horizon)),
-        ("after_as_of", pl.col("ts") > pl.lit(as_of)),
+        ("missing_timestamp", ts.is_null()),
     ]
     expr = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
     for reason, condition in rules[1:]:

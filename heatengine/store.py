@@ -94,7 +94,7 @@ def build_manifest(heatmaps: HeatmapSet, files: dict[str, Any]) -> dict[str, Any
         "format_version": STORE_FORMAT_VERSION,
         "heatengine_version": __version__,
         "config": heatmaps.config.to_dict(),
-        "stats": heatmaps.stats.to_dict(),
+        "stats": heatmaps.stats.publishable(),
         "window": {"start": heatmaps.stats.window_start, "end": heatmaps.stats.as_of},
         "layers": heatmaps.layers.to_dicts(),
         "files": files,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,7 +30,10 @@ def test_round_trip(tmp_path, heatmaps):
     assert again.cells.equals(heatmaps.cells)
     assert again.layers.equals(heatmaps.layers)
     np.testing.assert_array_equal(again.grids, heatmaps.grids)
-    assert again.stats == heatmaps.stats
+    private = {"suppressed_tap_share": None, "suppressed_user_share": None}
+    assert again.stats == replace(
+        heatmaps.stats, suppression=replace(heatmaps.stats.suppression, **private)
+    )
     assert again.config == heatmaps.config
     assert again.grid("home", platform="ios").shape == (16, 8)
 
@@ -41,6 +45,8 @@ def test_manifest_records_config_counts_window_and_hashes(tmp_path, heatmaps):
     assert manifest["config"]["privacy"]["k"] == 5
     assert manifest["stats"]["rows_in"] == 20_000
     assert manifest["stats"]["suppression"]["cells_published"] == heatmaps.cells.height
+    # sums over suppressed cells stay out of the store (they would reveal hidden cells)
+    assert "suppressed_tap_share" not in manifest["stats"]["suppression"]
     assert manifest["window"] == {
         "start": "2026-10-31T00:00:00+00:00",
         "end": "2026-11-30T00:00:00+00:00",
