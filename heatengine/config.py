@@ -27,6 +27,7 @@ MAX_RETENTION_DAYS = 36_500
 #: Column names the pipeline and its outputs use for their own purposes.
 RESERVED_COLUMNS = (
     "reason",
+    "reason_code",
     "layer",
     "position",
     "cx",

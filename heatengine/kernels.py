@@ -45,12 +45,12 @@ def layer_cell_keys(
 
 
 @njit(**NJIT_PARALLEL)
-def _scatter_by_key(keys, users, taps, n_keys, n_chunks):
-    """Counting sort of (user, taps) by key, chunk-parallel without shared writes.
+def _slots_by_key(keys, n_keys, n_chunks):
+    """Counting-sort positions: where each row goes so rows end up grouped by key.
 
     Each chunk counts its own keys; offsets give every (chunk, key) pair a private slot
-    range, so the scatter is race-free and the result does not depend on ``n_chunks``
-    beyond the order of users inside a key, which the caller sorts away.
+    range, so the scatter that follows is race-free and the grouping does not depend on
+    ``n_chunks`` beyond the order of users inside a key, which the callers sort away.
     """
     n = keys.size
     bounds = chunk_bounds(n, n_chunks)
@@ -67,30 +67,39 @@ def _scatter_by_key(keys, users, taps, n_keys, n_chunks):
             counts[c, k] = total
             total += slot
     key_start[n_keys] = total
-    sorted_users = np.empty(n, users.dtype)
-    sorted_taps = np.empty(n, taps.dtype)
+    slots = np.empty(n, np.int64)
     for c in prange(n_chunks):
         position = counts[c]
         for i in range(bounds[c], bounds[c + 1]):
             k = keys[i]
-            p = position[k]
-            sorted_users[p] = users[i]
-            sorted_taps[p] = taps[i]
-            position[k] = p + 1
-    return key_start, sorted_users, sorted_taps
+            slots[i] = position[k]
+            position[k] += 1
+    return key_start, slots
+
+
+@njit(**NJIT)
+def _segment_starts(distinct):
+    """Exclusive prefix sum: where each key's output entries begin, plus the total."""
+    out_start = np.empty(distinct.size + 1, np.int64)
+    out_start[0] = 0
+    for k in range(distinct.size):
+        out_start[k + 1] = out_start[k] + distinct[k]
+    return out_start
 
 
 @njit(**NJIT_PARALLEL)
-def combine_contributions(
-    keys: np.ndarray, users: np.ndarray, taps: np.ndarray, n_keys: int, n_chunks: int
+def count_contributions(
+    keys: np.ndarray, users: np.ndarray, n_keys: int, n_chunks: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum ``taps`` per distinct ``(key, user)`` pair.
+    """Taps per distinct ``(key, user)`` pair, one input row per tap.
+
+    The same result as :func:`combine_contributions` with every ``taps`` equal to 1,
+    faster: only users move, and each key's users are sorted in place.
 
     Parameters
     ----------
     keys : int64 array in ``[0, n_keys)``
     users : uint64 array, pseudonymous user tokens
-    taps : int64 array, taps per row (1 for raw taps; counts when merging partials)
     n_keys : number of possible keys
     n_chunks : parallel chunks; the output is identical for every value
 
@@ -99,23 +108,73 @@ def combine_contributions(
     keys, users, taps
         One entry per distinct pair, sorted by key and then by user.
     """
-    key_start, sorted_users, sorted_taps = _scatter_by_key(keys, users, taps, n_keys, n_chunks)
+    key_start, slots = _slots_by_key(keys, n_keys, n_chunks)
+    grouped = np.empty(keys.size, users.dtype)
+    for i in prange(keys.size):
+        grouped[slots[i]] = users[i]
+    distinct = np.zeros(n_keys, np.int64)
+    for k in prange(n_keys):
+        start, stop = key_start[k], key_start[k + 1]
+        grouped[start:stop].sort()
+        count = 0
+        for i in range(start, stop):
+            if i == start or grouped[i] != grouped[i - 1]:
+                count += 1
+        distinct[k] = count
+    out_start = _segment_starts(distinct)
+    m = out_start[n_keys]
+    out_keys = np.empty(m, np.int64)
+    out_users = np.empty(m, users.dtype)
+    out_taps = np.zeros(m, np.int64)
+    for k in prange(n_keys):
+        j = out_start[k] - 1
+        for i in range(key_start[k], key_start[k + 1]):
+            if i == key_start[k] or grouped[i] != grouped[i - 1]:
+                j += 1
+                out_keys[j] = k
+                out_users[j] = grouped[i]
+            out_taps[j] += 1
+    return out_keys, out_users, out_taps
+
+
+@njit(**NJIT_PARALLEL)
+def combine_contributions(
+    keys: np.ndarray, users: np.ndarray, taps: np.ndarray, n_keys: int, n_chunks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum ``taps`` per distinct ``(key, user)`` pair: the merge of contribution lists.
+
+    Parameters
+    ----------
+    keys : int64 array in ``[0, n_keys)``
+    users : uint64 array, pseudonymous user tokens
+    taps : int64 array, taps per entry (counts when merging partials)
+    n_keys : number of possible keys
+    n_chunks : parallel chunks; the output is identical for every value
+
+    Returns
+    -------
+    keys, users, taps
+        One entry per distinct pair, sorted by key and then by user.
+    """
+    key_start, slots = _slots_by_key(keys, n_keys, n_chunks)
+    grouped_users = np.empty(keys.size, users.dtype)
+    grouped_taps = np.empty(keys.size, taps.dtype)
+    for i in prange(keys.size):
+        grouped_users[slots[i]] = users[i]
+        grouped_taps[slots[i]] = taps[i]
     distinct = np.zeros(n_keys, np.int64)
     for k in prange(n_keys):
         start, stop = key_start[k], key_start[k + 1]
         if stop - start > 1:
-            order = np.argsort(sorted_users[start:stop])
-            sorted_users[start:stop] = sorted_users[start:stop][order]
-            sorted_taps[start:stop] = sorted_taps[start:stop][order]
+            order = np.argsort(grouped_users[start:stop])
+            grouped_users[start:stop] = grouped_users[start:stop][order]
+            grouped_taps[start:stop] = grouped_taps[start:stop][order]
         count = 0
         for i in range(start, stop):
-            if i == start or sorted_users[i] != sorted_users[i - 1]:
+            if i == start or grouped_users[i] != grouped_users[i - 1]:
                 count += 1
         distinct[k] = count
-    out_start = np.empty(n_keys + 1, np.int64)
-    out_start[0] = 0
-    for k in range(n_keys):
-        out_start[k + 1] = out_start[k] + distinct[k]
+    out_start = _segment_starts(distinct)
     m = out_start[n_keys]
     out_keys = np.empty(m, np.int64)
     out_users = np.empty(m, users.dtype)
@@ -123,11 +182,11 @@ def combine_contributions(
     for k in prange(n_keys):
         j = out_start[k] - 1
         for i in range(key_start[k], key_start[k + 1]):
-            if i == key_start[k] or sorted_users[i] != sorted_users[i - 1]:
+            if i == key_start[k] or grouped_users[i] != grouped_users[i - 1]:
                 j += 1
                 out_keys[j] = k
-                out_users[j] = sorted_users[i]
-            out_taps[j] += sorted_taps[i]
+                out_users[j] = grouped_users[i]
+            out_taps[j] += grouped_taps[i]
     return out_keys, out_users, out_taps
 
 

@@ -17,7 +17,12 @@ import numpy as np
 import polars as pl
 
 from heatengine.config import GridSpec
-from heatengine.kernels import cell_totals, combine_contributions, layer_cell_keys
+from heatengine.kernels import (
+    cell_totals,
+    combine_contributions,
+    count_contributions,
+    layer_cell_keys,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,24 @@ def default_chunks() -> int:
     return numba.get_num_threads()
 
 
+def _dense_keys(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Renumber keys densely when far more are possible than rows exist."""
+    if n_keys > SPARSE_KEYS_PER_ROW * max(keys.size, 1):
+        occupied, dense = np.unique(keys, return_inverse=True)
+        return dense.astype(np.int64), occupied.size, occupied
+    return keys, n_keys, None
+
+
+def _affordable_chunks(n_keys: int, chunks: int | None) -> int:
+    affordable = max(1, CHUNK_HISTOGRAM_BUDGET // (8 * max(n_keys, 1)))
+    return max(1, min(chunks or default_chunks(), affordable))
+
+
+def _restore(result: tuple, occupied: np.ndarray | None) -> tuple:
+    out_keys, out_users, out_taps = result
+    return (out_keys if occupied is None else occupied[out_keys]), out_users, out_taps
+
+
 def combine(
     keys: np.ndarray, users: np.ndarray, taps: np.ndarray, n_keys: int, chunks: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,16 +99,18 @@ def combine(
     The result is the same for any ``chunks``; the number of chunks is reduced when their
     histograms would exceed :data:`CHUNK_HISTOGRAM_BUDGET`.
     """
-    occupied = None
-    if n_keys > SPARSE_KEYS_PER_ROW * max(keys.size, 1):
-        occupied, dense = np.unique(keys, return_inverse=True)
-        keys, n_keys = dense.astype(np.int64), occupied.size
-    affordable = max(1, CHUNK_HISTOGRAM_BUDGET // (8 * max(n_keys, 1)))
-    chunks = max(1, min(chunks or default_chunks(), affordable))
-    out_keys, out_users, out_taps = combine_contributions(keys, users, taps, n_keys, chunks)
-    if occupied is not None:
-        out_keys = occupied[out_keys]
-    return out_keys, out_users, out_taps
+    keys, n_keys, occupied = _dense_keys(keys, n_keys)
+    chunks = _affordable_chunks(n_keys, chunks)
+    return _restore(combine_contributions(keys, users, taps, n_keys, chunks), occupied)
+
+
+def count(
+    keys: np.ndarray, users: np.ndarray, n_keys: int, chunks: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`count_contributions` (one row per tap) with the memory bounds of :func:`combine`."""
+    keys, n_keys, occupied = _dense_keys(keys, n_keys)
+    chunks = _affordable_chunks(n_keys, chunks)
+    return _restore(count_contributions(keys, users, n_keys, chunks), occupied)
 
 
 def partial_from_taps(
@@ -122,8 +147,7 @@ def partial_from_taps(
         raise ValueError(msg)
     keys = np.empty(x.size, np.int64)
     layer_cell_keys(layer, x, y, grid.columns, grid.rows, keys)
-    ones = np.ones(x.size, np.int64)
-    return Partial(grid, layers, *combine(keys, users, ones, layers.height * grid.cells, chunks))
+    return Partial(grid, layers, *count(keys, users, layers.height * grid.cells, chunks))
 
 
 def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Partial:

@@ -18,7 +18,7 @@ from heatengine.config import AggregateConfig
 from heatengine.errors import QuarantineError
 from heatengine.heatmaps import HeatmapSet, RunStats
 from heatengine.io import Sources, scan_taps
-from heatengine.partial import Partial, combine, partial_from_taps
+from heatengine.partial import Partial, count, partial_from_taps
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
     PseudonymKey,
@@ -27,18 +27,23 @@ from heatengine.pseudonym import (
     tokens_from_text,
 )
 from heatengine.schema import (
+    ELIGIBLE,
     EXCLUSION_REASONS,
     QUARANTINE_REASONS,
+    REASON_CODE,
+    REASON_CODES,
     ResolvedColumns,
     coerce_types,
     normalised_coordinates,
     reason_expression,
+    reason_names,
     resolve_columns,
     text_source_columns,
 )
 from heatengine.smooth import smooth_grids
 
 Progress = Callable[[str, float], None]
+USER_BUCKETS = 1024
 
 
 def aggregate(
@@ -112,10 +117,13 @@ def aggregate(
         msg = f"strict mode: {sum(quarantined.values()):,} rows would be quarantined ({details})"
         raise QuarantineError(msg)
     # Quarantined rows keep their values as given (pixels stay pixels), minus the user.
-    quarantine = labelled.filter(pl.col("reason").is_in(QUARANTINE_REASONS)).drop(columns.user)
-    eligible = labelled.filter(pl.col("reason").is_null()).with_columns(
-        normalised_coordinates(config)
+    codes = pl.col(REASON_CODE)
+    quarantine = (
+        labelled.filter(codes.is_in([REASON_CODES[r] for r in QUARANTINE_REASONS]))
+        .with_columns(reason_names(codes).alias("reason"))
+        .drop(REASON_CODE, columns.user)
     )
+    eligible = labelled.filter(codes == ELIGIBLE).with_columns(normalised_coordinates(config))
     clock.lap("validate")
 
     partial = _build_partial(eligible, columns, config, key, chunks)
@@ -160,8 +168,9 @@ class _Clock:
 
 
 def _reason_counts(labelled: pl.DataFrame) -> dict[str, int]:
-    counts = labelled.group_by("reason").len().drop_nulls("reason")
-    return dict(zip(counts["reason"].to_list(), counts["len"].to_list(), strict=True))
+    """Rows per reason name (eligible rows not included)."""
+    counts = np.bincount(labelled[REASON_CODE].to_numpy(), minlength=len(REASON_CODES) + 1)
+    return {reason: int(counts[code]) for reason, code in REASON_CODES.items()}
 
 
 def _user_tokens(
@@ -280,6 +289,10 @@ def _published_users_per_layer(
     selected = full_mask[partial.keys]
     layers = layer_position[partial.keys[selected] // cells]
     users = partial.users[selected]
-    ones = np.ones(users.size, np.int64)
-    per_layer, _, _ = combine(layers, users, ones, max(len(keep), 1), chunks)
-    return np.bincount(per_layer, minlength=len(keep)).astype(np.int64)
+    # A user always falls in the same bucket, so distinct (layer, bucket, user) summed per
+    # layer is distinct users per layer; buckets split each layer's one huge sort into
+    # many small ones that run in parallel.
+    buckets = (users % np.uint64(USER_BUCKETS)).astype(np.int64)
+    keys = layers * USER_BUCKETS + buckets
+    distinct, _, _ = count(keys, users, max(len(keep), 1) * USER_BUCKETS, chunks)
+    return np.bincount(distinct // USER_BUCKETS, minlength=len(keep)).astype(np.int64)

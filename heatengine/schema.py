@@ -28,6 +28,12 @@ QUARANTINE_REASONS = (
     "coordinate_out_of_range",
     "missing_timestamp",
 )
+#: Row reason codes: 0 for eligible rows, 1.. for the reasons in the order checked.
+ELIGIBLE = 0
+REASON_CODE = "reason_code"
+REASON_CODES = {
+    reason: code for code, reason in enumerate(EXCLUSION_REASONS + QUARANTINE_REASONS, 1)
+}
 REASON_DESCRIPTIONS = {
     "missing_screen": "screen is null or empty",
     "missing_user": "user id is null or empty",
@@ -272,6 +278,12 @@ def _as_consent(df: pl.DataFrame) -> pl.Expr:
     raise _type_error("consent", dtype, "a boolean")
 
 
+def reason_names(codes: pl.Expr) -> pl.Expr:
+    """Reason codes back to their names (for the few rows that are not eligible)."""
+    names = {code: reason for reason, code in REASON_CODES.items()}
+    return codes.replace_strict(names, default=None, return_dtype=pl.String)
+
+
 def normalised_coordinates(config: AggregateConfig) -> tuple[pl.Expr, pl.Expr]:
     """Expressions for ``x`` and ``y`` in [0, 1] screen units."""
     if config.coordinates == "pixels":
@@ -285,7 +297,7 @@ def normalised_coordinates(config: AggregateConfig) -> tuple[pl.Expr, pl.Expr]:
 def reason_expression(
     columns: ResolvedColumns, config: AggregateConfig, as_of: datetime
 ) -> pl.Expr:
-    """One reason per row (null for eligible rows); the first matching rule wins.
+    """One reason code per row (:data:`ELIGIBLE` for none); the first matching rule wins.
 
     Consent and retention come first (a null timestamp matches neither and is then
     quarantined). Works on the coerced columns as given: pixels are normalised inside
@@ -314,7 +326,8 @@ def reason_expression(
         ("coordinate_out_of_range", (nx < 0) | (nx > 1) | (ny < 0) | (ny > 1)),
         ("missing_timestamp", ts.is_null()),
     ]
-    expr = pl.when(rules[0][1]).then(pl.lit(rules[0][0]))
+    # Small integer codes: a chain of string literals over every row is ten times slower.
+    expr = pl.when(rules[0][1]).then(pl.lit(REASON_CODES[rules[0][0]], pl.UInt8))
     for reason, condition in rules[1:]:
-        expr = expr.when(condition).then(pl.lit(reason))
-    return expr.otherwise(pl.lit(None, dtype=pl.String)).alias("reason")
+        expr = expr.when(condition).then(pl.lit(REASON_CODES[reason], pl.UInt8))
+    return expr.otherwise(pl.lit(ELIGIBLE, pl.UInt8)).alias(REASON_CODE)

@@ -8,7 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from heatengine.kernels import cell_totals, combine_contributions, layer_cell_keys
+from heatengine.kernels import (
+    cell_totals,
+    combine_contributions,
+    count_contributions,
+    layer_cell_keys,
+)
 from tests import reference
 
 coordinates = st.floats(0.0, 1.0, allow_nan=False, width=64)
@@ -61,6 +66,9 @@ def test_combine_contributions_matches_polars(case, chunks, cap):
     np.testing.assert_array_equal(out_keys, expected["key"].to_numpy())
     np.testing.assert_array_equal(out_users, expected["user"].to_numpy())
     np.testing.assert_array_equal(out_taps, expected["taps"].to_numpy())
+    counted = count_contributions(keys, users, n_keys, chunks)
+    for got, want in zip(counted, (out_keys, out_users, out_taps), strict=True):
+        np.testing.assert_array_equal(got, want)
 
     users_per_key = np.zeros(n_keys, np.int64)
     taps_per_key = np.zeros(n_keys, np.int64)
@@ -85,6 +93,10 @@ def test_result_is_the_same_for_any_chunking_and_order(chunks):
     order = rng.permutation(n)
     shuffled = combine_contributions(keys[order], users[order], weights[order], n_keys, chunks)
     for a, b in zip(serial, shuffled, strict=True):
+        np.testing.assert_array_equal(a, b)
+    counted_serial = count_contributions(keys, users, n_keys, 1)
+    counted = count_contributions(keys[order], users[order], n_keys, chunks)
+    for a, b in zip(counted_serial, counted, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
