@@ -115,6 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, type=Path, help="directory for the PNGs")
     _add_render_options(render)
     render.set_defaults(run=run_render)
+    bench = commands.add_parser(
+        "bench",
+        help="time heatengine against Polars, DuckDB and numpy on the same generated data",
+        description=(
+            "Generate taps with the demo generator, run heatengine's whole pipeline and the "
+            "same exact job in Polars and DuckDB (when installed) in this process, check "
+            "that every answer equals heatengine's, and print seconds, throughput, peak "
+            "memory and ratios."
+        ),
+    )
+    bench.add_argument("--taps", type=int, default=1_000_000, help="taps to generate")
+    bench.add_argument("--seed", type=int, default=0, help="random seed")
+    bench.add_argument("--repeat", type=int, default=3, help="runs per tool (best is shown)")
+    bench.add_argument("--json", type=Path, metavar="FILE", help="also write the timings here")
+    bench.set_defaults(run=run_bench)
     return parser
 
 
@@ -312,6 +327,22 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"input:  {input_path}  (try: heatengine aggregate {input_path} --out DIR)")
     print(f"store:  {out / 'store'}")
     print(f"images: {len(images)} PNG(s) in {out / 'png'}")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """``heatengine bench``."""
+    from heatengine.bench import compare, format_table, write_json
+
+    if args.taps < 1000 or args.repeat < 1:
+        msg = "--taps must be at least 1000 and --repeat at least 1"
+        raise HeatengineError(msg)
+    print(f"heatengine {__version__}: benchmark on {args.taps:,} taps", file=sys.stderr)
+    timings = compare(args.taps, seed=args.seed, repeat=args.repeat)
+    print(format_table(timings))
+    if args.json:
+        write_json(timings, args.json)
+        print(f"timings written to {args.json}")
     return 0
 
 

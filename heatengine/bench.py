@@ -1,0 +1,296 @@
+"""Compare heatengine with the obvious alternatives on the same data, in one process.
+
+The job: per (screen, cell) of a public grid, exact distinct users and taps with each
+user's taps per cell capped, over rows that pass consent, retention and coordinate
+checks; only cells with at least ``k`` users are kept. heatengine runs its whole pipeline
+(validation, suppression and smoothing included); the peers run the same job as a query.
+Every peer's answer is checked equal to heatengine's before any time is reported.
+
+Peers are optional: Polars is always there; DuckDB runs when installed (``pip install
+heatengine[bench]``). Counts-only tools (numpy ``bincount``) are timed on the easier
+job of counting taps per cell and checked against the same counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from heatengine.config import AggregateConfig, GridSpec, PrivacyPolicy
+from heatengine.pipeline import aggregate
+from heatengine.synthetic import DEMO_END, generate_taps
+
+BENCH_GRID = GridSpec(128, 256)
+RESULT_COLUMNS = ["screen", "cx", "cy", "users", "taps"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One tool's result on one job."""
+
+    tool: str
+    job: str
+    seconds: float
+    median_seconds: float
+    peak_extra_mb: float
+    taps: int
+
+    @property
+    def million_taps_per_second(self) -> float:
+        """Throughput."""
+        return self.taps / self.seconds / 1e6
+
+
+def benchmark_taps(n_taps: int, seed: int = 0) -> pl.DataFrame:
+    """Generated taps with pseudonymous uint64 ``user_token`` instead of raw ids."""
+    taps = generate_taps(n_taps, seed=seed)
+    token = pl.col("user_id").hash(seed).alias("user_token")
+    return taps.with_columns(token).select("screen", "x", "y", "user_token", "ts", "consent")
+
+
+def bench_config(k: int = 10) -> AggregateConfig:
+    """The benchmark's configuration: 128 x 256 grid, k, smoothing on."""
+    return AggregateConfig(grid=BENCH_GRID, privacy=PrivacyPolicy(k=k), as_of=DEMO_END)
+
+
+class PeakMemory:
+    """Peak resident memory above the starting point, sampled every few milliseconds.
+
+    Sees native allocations (Polars, DuckDB, Numba) that ``tracemalloc`` cannot.
+    """
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = 0
+
+    @staticmethod
+    def _rss() -> int:
+        with open(f"/proc/{os.getpid()}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self) -> PeakMemory:
+        self._start = self._rss()
+        self.peak = self._start
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self._interval)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def extra_mb(self) -> float:
+        """Peak minus start, in MB."""
+        return (self.peak - self._start) / 1e6
+
+
+def _time(tool: str, job: str, taps: int, run: Callable[[], object], repeat: int):
+    times, result, peak = [], None, 0.0
+    for _ in range(repeat):
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            result = run()
+            times.append(time.perf_counter() - start)
+        peak = max(peak, memory.extra_mb)
+    timing = Timing(tool, job, min(times), statistics.median(times), peak, taps)
+    return timing, result
+
+
+def _eligible_filter(config: AggregateConfig) -> pl.Expr:
+    as_of = config.as_of
+    horizon = as_of - timedelta(days=config.privacy.retention_days)
+    return (
+        pl.col("consent").fill_null(False)
+        & pl.col("x").is_between(0, 1)
+        & pl.col("y").is_between(0, 1)
+        & pl.col("screen").str.strip_chars().ne("")
+        & pl.col("user_token").is_not_null()
+        & pl.col("ts").is_between(horizon, as_of)
+    )
+
+
+def _cell_columns(grid: GridSpec) -> list[pl.Expr]:
+    def index(column: str, n: int) -> pl.Expr:
+        return (pl.col(column) * n).floor().clip(upper_bound=n - 1).cast(pl.Int32)
+
+    return [index("x", grid.columns).alias("cx"), index("y", grid.rows).alias("cy")]
+
+
+def polars_job(taps: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
+    """The job in Polars, grouping by (screen, cx, cy, user) and then by cell."""
+    cap, k = config.privacy.max_taps_per_user_cell, config.privacy.k
+    return (
+        taps.lazy()
+        .filter(_eligible_filter(config))
+        .with_columns(_cell_columns(config.grid))
+        .group_by("screen", "cx", "cy", "user_token")
+        .agg(n=pl.len())
+        .group_by("screen", "cx", "cy")
+        .agg(users=pl.len().cast(pl.Int64), taps=pl.col("n").clip(upper_bound=cap).sum())
+        .filter(pl.col("users") >= k)
+        .collect()
+    )
+
+
+def polars_single_key_job(taps: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
+    """The job in Polars with one integer key per (screen, cell): its fastest form here."""
+    grid, cap, k = config.grid, config.privacy.max_taps_per_user_cell, config.privacy.k
+    cx, cy = _cell_columns(grid)
+    screen_code = pl.col("screen").cast(pl.Categorical).to_physical().cast(pl.Int64)
+    key = (screen_code * grid.cells + cy.cast(pl.Int64) * grid.columns + cx).alias("key")
+    per_cell = (
+        taps.lazy()
+        .filter(_eligible_filter(config))
+        .select(key, "user_token", "screen")
+        .group_by("key", "user_token")
+        .agg(n=pl.len(), screen=pl.col("screen").first())
+        .group_by("key")
+        .agg(
+            users=pl.len().cast(pl.Int64),
+            taps=pl.col("n").clip(upper_bound=cap).sum(),
+            screen=pl.col("screen").first(),
+        )
+        .filter(pl.col("users") >= k)
+    )
+    cell = pl.col("key") % grid.cells
+    return per_cell.with_columns(
+        cx=(cell % grid.columns).cast(pl.Int32), cy=(cell // grid.columns).cast(pl.Int32)
+    ).collect()
+
+
+DUCKDB_SQL = """
+with eligible as (
+    select screen, user_token,
+           least(floor(x * {columns}), {columns} - 1)::integer as cx,
+           least(floor(y * {rows}), {rows} - 1)::integer as cy
+    from taps
+    where coalesce(consent, false) and x between 0 and 1 and y between 0 and 1
+      and trim(screen) <> '' and user_token is not null
+      and ts between '{horizon}'::timestamptz and '{as_of}'::timestamptz
+), per_user as (
+    select screen, cx, cy, user_token, count(*) as n from eligible group by all
+)
+select screen, cx, cy, count(*) as users, sum(least(n, {cap}))::bigint as taps
+from per_user group by all having count(*) >= {k}
+"""
+
+
+def duckdb_job(taps: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
+    """The job in DuckDB SQL over the same in-memory frame (Arrow, no copy)."""
+    import duckdb
+
+    as_of = config.as_of
+    sql = DUCKDB_SQL.format(
+        columns=config.grid.columns,
+        rows=config.grid.rows,
+        horizon=(as_of - timedelta(days=config.privacy.retention_days)).isoformat(),
+        as_of=as_of.isoformat(),
+        cap=config.privacy.max_taps_per_user_cell,
+        k=config.privacy.k,
+    )
+    connection = duckdb.connect()
+    connection.register("taps", taps.to_arrow())
+    return connection.sql(sql).pl()
+
+
+def _normalised(frame: pl.DataFrame) -> pl.DataFrame:
+    return (
+        frame.select(RESULT_COLUMNS)
+        .cast({"cx": pl.Int32, "cy": pl.Int32, "users": pl.Int64, "taps": pl.Int64})
+        .sort(RESULT_COLUMNS)
+    )
+
+
+def _check_equal(tool: str, got: pl.DataFrame, expected: pl.DataFrame) -> None:
+    if not _normalised(got).equals(_normalised(expected)):
+        msg = f"{tool} disagrees with heatengine: {got.height} vs {expected.height} cells"
+        raise AssertionError(msg)
+
+
+def _counts_numpy(taps: pl.DataFrame, config: AggregateConfig) -> np.ndarray:
+    """Taps per (screen, cell) with numpy bincount, on rows already filtered."""
+    grid = config.grid
+    eligible = taps.filter(_eligible_filter(config))
+    codes = eligible["screen"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    cx = np.minimum((eligible["x"].to_numpy() * grid.columns).astype(np.int64), grid.columns - 1)
+    cy = np.minimum((eligible["y"].to_numpy() * grid.rows).astype(np.int64), grid.rows - 1)
+    keys = codes * grid.cells + cy * grid.columns + cx
+    return np.bincount(keys)
+
+
+def compare(
+    n_taps: int, *, seed: int = 0, repeat: int = 3, tools: tuple[str, ...] | None = None
+) -> list[Timing]:
+    """Run the job with heatengine and every available peer; check answers; time them."""
+    taps = benchmark_taps(n_taps, seed)
+    config = bench_config()
+    aggregate(taps.head(1000), config)  # compile or load the Numba cache outside the timing
+    timings = []
+    he_timing, result = _time(
+        "heatengine", "exact", n_taps, lambda: aggregate(taps, config), repeat
+    )
+    expected = result.cells
+    timings.append(he_timing)
+    peers: dict[str, Callable[[], pl.DataFrame]] = {
+        "polars (screen, cx, cy)": lambda: polars_job(taps, config),
+        "polars (one int key)": lambda: polars_single_key_job(taps, config),
+    }
+    try:
+        import duckdb  # noqa: F401
+
+        peers["duckdb"] = lambda: duckdb_job(taps, config)
+    except ImportError:
+        pass
+    for tool, job in peers.items():
+        if tools and tool.split()[0] not in tools:
+            continue
+        _check_equal(tool, job(), expected)
+        timings.append(_time(tool, "exact", n_taps, job, repeat)[0])
+    counts_timing, counts = _time(
+        "numpy bincount", "counts only", n_taps, lambda: _counts_numpy(taps, config), repeat
+    )
+    if int(counts.sum()) != result.stats.rows_eligible:
+        msg = f"numpy counts {int(counts.sum())} taps, heatengine {result.stats.rows_eligible}"
+        raise AssertionError(msg)
+    timings.append(counts_timing)
+    return timings
+
+
+def format_table(timings: list[Timing]) -> str:
+    """A plain-text table: seconds, throughput, peak memory and time relative to heatengine."""
+    reference = next(t.seconds for t in timings if t.tool == "heatengine")
+    lines = [
+        f"{'tool':<26}{'job':<13}{'best s':>9}{'median s':>10}{'M taps/s':>10}"
+        f"{'peak +MB':>10}{'x heatengine':>14}",
+    ]
+    for t in timings:
+        lines.append(
+            f"{t.tool:<26}{t.job:<13}{t.seconds:>9.3f}{t.median_seconds:>10.3f}"
+            f"{t.million_taps_per_second:>10.1f}{t.peak_extra_mb:>10.0f}"
+            f"{t.seconds / reference:>14.2f}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(timings: list[Timing], path: str | os.PathLike[str]) -> None:
+    """The timings as JSON, one object per tool and job."""
+    rows = [{**asdict(t), "million_taps_per_second": t.million_taps_per_second} for t in timings]
+    Path(path).write_text(json.dumps(rows, indent=2) + "\n")
