@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write rejected rows with their reason (no user ids) to FILE (.parquet or .csv)",
     )
+    agg.add_argument(
+        "--streaming",
+        action="store_true",
+        help="read the input files one at a time (memory bounded by the largest file)",
+    )
     agg.add_argument("--png", type=Path, metavar="DIR", help="also render one PNG per layer")
     _add_render_options(agg)
     agg.set_defaults(run=run_aggregate)
@@ -267,6 +272,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
         config,
         key=key,
         progress=_progress,
+        streaming=args.streaming,
     )
     heatmaps.write(args.out)
     if args.quarantine:

@@ -45,10 +45,21 @@ def scan_taps(source: Sources, text_columns: Iterable[str] = ()) -> pl.LazyFrame
         When a path does not exist, a directory or glob holds no supported file, or a
         file has an unsupported extension.
     """
+    frames = scan_batches(source, text_columns)
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+
+
+def scan_batches(source: Sources, text_columns: Iterable[str] = ()) -> list[pl.LazyFrame]:
+    """One LazyFrame per input file (or the frame given), all with the same schema.
+
+    Stacking them gives :func:`scan_taps`; processing them one at a time bounds memory
+    by the largest file. A column missing from a file is null there, and every column
+    has the type the files agree on.
+    """
     if isinstance(source, pl.DataFrame):
-        return source.lazy()
+        return [source.lazy()]
     if isinstance(source, pl.LazyFrame):
-        return source
+        return [source]
     paths = [source] if isinstance(source, str | os.PathLike) else list(source)
     if not paths:
         msg = "no input given: pass a frame, a file, a directory or a glob"
@@ -60,8 +71,17 @@ def scan_taps(source: Sources, text_columns: Iterable[str] = ()) -> pl.LazyFrame
     overrides = dict.fromkeys(text_columns, pl.String)
     frames = [_scan_file(root, file, overrides) for root, file in sorted(files.values())]
     if len(frames) == 1:
-        return frames[0]
-    return pl.concat(frames, how="diagonal_relaxed")
+        return frames
+    union = pl.concat(frames, how="diagonal_relaxed").collect_schema()
+    return [_aligned(frame, union) for frame in frames]
+
+
+def _aligned(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    present = frame.collect_schema()
+    return frame.select(
+        pl.col(name).cast(dtype) if name in present else pl.lit(None, dtype).alias(name)
+        for name, dtype in schema.items()
+    )
 
 
 def _expand(path: Path) -> Iterable[tuple[Path, Path]]:

@@ -17,8 +17,8 @@ import polars as pl
 from heatengine.config import AggregateConfig
 from heatengine.errors import QuarantineError
 from heatengine.heatmaps import HeatmapSet, RunStats
-from heatengine.io import Sources, scan_taps
-from heatengine.partial import Partial, count, partial_from_taps
+from heatengine.io import Sources, scan_batches
+from heatengine.partial import Partial, count, merge_partials, partial_from_taps
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
     PseudonymKey,
@@ -43,6 +43,8 @@ from heatengine.schema import (
 from heatengine.smooth import smooth_grids
 
 Progress = Callable[[str, float], None]
+#: Streaming merges the partials of this many files at once, bounding what is held.
+MERGE_EVERY = 8
 USER_BUCKETS = 1024
 
 
@@ -53,6 +55,7 @@ def aggregate(
     key: PseudonymKey | None = None,
     chunks: int | None = None,
     progress: Progress | None = None,
+    streaming: bool = False,
 ) -> HeatmapSet:
     """Turn taps into private, smoothed per-layer heatmaps.
 
@@ -71,6 +74,10 @@ def aggregate(
         same for every value.
     progress
         Called with ``(step, seconds)`` after each step, for logs and progress display.
+    streaming
+        Process input files one at a time, each into a partial, and merge the partials:
+        memory is bounded by the largest file plus the merged partial, not by the input.
+        The result is identical to a run without streaming.
 
     Returns
     -------
@@ -98,44 +105,41 @@ def aggregate(
     config = config or AggregateConfig()
     clock = _Clock(progress)
     as_of = config.as_of or datetime.now(UTC)
-    lf, columns = resolve_columns(scan_taps(source, text_source_columns(config)), config)
-    if columns.user == "user_id":
-        key = key or PseudonymKey.from_environment()
-        if key is None:
-            raise missing_key_error()
-    raw = lf.collect()
-    clock.lap("read")
-
-    labelled = coerce_types(raw, columns, config).with_columns(
-        reason_expression(columns, config, as_of)
-    )
-    del raw
-    reasons = _reason_counts(labelled)
-    quarantined = {r: reasons.get(r, 0) for r in QUARANTINE_REASONS if reasons.get(r)}
-    if config.strict and quarantined:
-        details = ", ".join(f"{reason}: {n:,}" for reason, n in quarantined.items())
-        msg = f"strict mode: {sum(quarantined.values()):,} rows would be quarantined ({details})"
-        raise QuarantineError(msg)
-    # Quarantined rows keep their values as given (pixels stay pixels), minus the user.
-    codes = pl.col(REASON_CODE)
-    quarantine = (
-        labelled.filter(codes.is_in([REASON_CODES[r] for r in QUARANTINE_REASONS]))
-        .with_columns(reason_names(codes).alias("reason"))
-        .drop(REASON_CODE, columns.user)
-    )
-    eligible = labelled.filter(codes == ELIGIBLE).with_columns(normalised_coordinates(config))
-    clock.lap("validate")
-
-    partial = _build_partial(eligible, columns, config, key, chunks)
-    clock.lap("bin")
+    text_columns = text_source_columns(config)
+    batches = scan_batches(source, text_columns)
+    if not streaming and len(batches) > 1:
+        batches = [pl.concat(batches, how="vertical")]
+    reasons = dict.fromkeys(REASON_CODES, 0)
+    quarantines, parts = [], []
+    rows_in = rows_eligible = 0
+    for number, lf in enumerate(batches, 1):
+        lf, columns = resolve_columns(lf, config)
+        if columns.user == "user_id" and key is None:
+            key = PseudonymKey.from_environment()
+            if key is None:
+                raise missing_key_error()
+        batch = _label(lf.collect(), columns, config, as_of)
+        if not streaming:
+            clock.lap("read and validate")
+        for reason, n in batch.reasons.items():
+            reasons[reason] += n
+        quarantines.append(batch.quarantine)
+        rows_in += batch.rows
+        rows_eligible += batch.eligible.height
+        parts.append(_build_partial(batch.eligible, columns, config, key, chunks))
+        del batch
+        if len(parts) >= MERGE_EVERY:
+            parts = [merge_partials(parts, chunks)]
+        clock.lap(f"file {number}/{len(batches)}" if streaming else "bin")
+    partial = parts[0] if len(parts) == 1 else merge_partials(parts, chunks)
     heatmaps = _publish(partial, config, chunks)
     clock.lap("suppress and smooth")
 
     stats = RunStats(
-        rows_in=labelled.height,
-        rows_eligible=eligible.height,
-        quarantined=quarantined,
-        excluded={r: reasons.get(r, 0) for r in EXCLUSION_REASONS if reasons.get(r)},
+        rows_in=rows_in,
+        rows_eligible=rows_eligible,
+        quarantined={r: reasons[r] for r in QUARANTINE_REASONS if reasons[r]},
+        excluded={r: reasons[r] for r in EXCLUSION_REASONS if reasons[r]},
         dropped_columns=list(columns.dropped),
         consent_assumed=not columns.has_consent,
         user_column=columns.user,
@@ -151,8 +155,39 @@ def aggregate(
         cells=heatmaps.cells,
         grids=heatmaps.grids,
         stats=stats,
-        quarantine=quarantine,
+        quarantine=pl.concat(quarantines, how="vertical"),
     )
+
+
+class _Batch(NamedTuple):
+    rows: int
+    reasons: dict[str, int]
+    quarantine: pl.DataFrame
+    eligible: pl.DataFrame
+
+
+def _label(
+    raw: pl.DataFrame, columns: ResolvedColumns, config: AggregateConfig, as_of: datetime
+) -> _Batch:
+    """Give every row of one batch its reason; split off quarantined and eligible rows."""
+    labelled = coerce_types(raw, columns, config).with_columns(
+        reason_expression(columns, config, as_of)
+    )
+    reasons = _reason_counts(labelled)
+    quarantined = {r: reasons[r] for r in QUARANTINE_REASONS if reasons[r]}
+    if config.strict and quarantined:
+        details = ", ".join(f"{reason}: {n:,}" for reason, n in quarantined.items())
+        msg = f"strict mode: {sum(quarantined.values()):,} rows would be quarantined ({details})"
+        raise QuarantineError(msg)
+    # Quarantined rows keep their values as given (pixels stay pixels), minus the user.
+    codes = pl.col(REASON_CODE)
+    quarantine = (
+        labelled.filter(codes.is_in([REASON_CODES[r] for r in QUARANTINE_REASONS]))
+        .with_columns(reason_names(codes).alias("reason"))
+        .drop(REASON_CODE, columns.user)
+    )
+    eligible = labelled.filter(codes == ELIGIBLE).with_columns(normalised_coordinates(config))
+    return _Batch(labelled.height, reasons, quarantine, eligible)
 
 
 class _Clock:
@@ -168,7 +203,7 @@ class _Clock:
 
 
 def _reason_counts(labelled: pl.DataFrame) -> dict[str, int]:
-    """Rows per reason name (eligible rows not included)."""
+    """Rows per reason name (eligible rows not included), every reason present."""
     counts = np.bincount(labelled[REASON_CODE].to_numpy(), minlength=len(REASON_CODES) + 1)
     return {reason: int(counts[code]) for reason, code in REASON_CODES.items()}
 

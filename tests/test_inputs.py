@@ -21,11 +21,14 @@ def test_a_column_only_later_files_have_is_kept_and_consent_is_honoured(tmp_path
     six_users(consent=False).with_columns(platform=pl.lit("ios")).write_parquet(
         tmp_path / "b.parquet"
     )
-    result = aggregate(tmp_path, small_config(assume_consent=True), key=KEY)
-    # The consent column exists (in b), so it is honoured: a's rows have none -> denied.
-    assert result.stats.excluded == {"no_consent": 12}
-    assert not result.stats.consent_assumed
-    assert result.cells.height == 0
+    for streaming in (False, True):
+        result = aggregate(
+            tmp_path, small_config(assume_consent=True), key=KEY, streaming=streaming
+        )
+        # The consent column exists (in b), so it is honoured: a's rows have none -> denied.
+        assert result.stats.excluded == {"no_consent": 12}
+        assert not result.stats.consent_assumed
+        assert result.cells.height == 0
 
 
 def test_csv_ids_stay_text(tmp_path):

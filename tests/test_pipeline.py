@@ -146,9 +146,14 @@ def test_file_formats_directories_globs_and_hive_partitions(tmp_path, demo_taps,
             else:
                 piece.write_ndjson(path)
     for source in (tmp_path, str(tmp_path / "platform=*" / f"*.{fmt}")):
-        got = aggregate(source, demo_config(), key=KEY)
-        assert got.stats.rows_in == 5000
-        assert_same(expected, got)
+        whole = aggregate(source, demo_config(), key=KEY)
+        assert whole.stats.rows_in == 5000
+        assert_same(expected, whole)
+        # File by file: the same result, statistics and quarantine included.
+        streamed = aggregate(source, demo_config(), key=KEY, streaming=True)
+        assert_same(whole, streamed)
+        assert streamed.stats == whole.stats
+        assert streamed.quarantine.sort(pl.all()).equals(whole.quarantine.sort(pl.all()))
 
 
 def test_unknown_paths_and_types_are_clear_errors(tmp_path):
@@ -161,3 +166,16 @@ def test_unknown_paths_and_types_are_clear_errors(tmp_path):
         aggregate(tmp_path / "notes.txt", small_config(), key=KEY)
     with pytest.raises(HeatengineError, match="holds no Parquet"):
         aggregate(tmp_path, small_config(), key=KEY)
+
+
+def test_streaming_many_files_merges_in_rounds(tmp_path, demo_taps, monkeypatch):
+    monkeypatch.setattr("heatengine.pipeline.MERGE_EVERY", 3)
+    for i, piece in enumerate(demo_taps.iter_slices(2500)):
+        piece.write_parquet(tmp_path / f"part-{i:02d}.parquet")
+    assert len(list(tmp_path.iterdir())) == 16
+    laps = []
+    streamed = aggregate(
+        tmp_path, demo_config(), key=KEY, streaming=True, progress=lambda s, _: laps.append(s)
+    )
+    assert_same(aggregate(demo_taps, demo_config(), key=KEY), streamed)
+    assert "file 16/16" in laps
