@@ -276,7 +276,7 @@ def compare(
 
 def format_table(timings: list[Timing]) -> str:
     """A plain-text table: seconds, throughput, peak memory and time relative to heatengine."""
-    reference = next(t.seconds for t in timings if t.tool == "heatengine")
+    reference = timings[0].seconds  # heatengine comes first
     lines = [
         f"{'tool':<26}{'job':<13}{'best s':>9}{'median s':>10}{'M taps/s':>10}"
         f"{'peak +MB':>10}{'x heatengine':>14}",
@@ -294,3 +294,55 @@ def write_json(timings: list[Timing], path: str | os.PathLike[str]) -> None:
     """The timings as JSON, one object per tool and job."""
     rows = [{**asdict(t), "million_taps_per_second": t.million_taps_per_second} for t in timings]
     Path(path).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def write_benchmark_files(n_taps: int, directory: Path, *, files: int, seed: int = 0) -> Path:
+    """Generated taps with tokens, as ``files`` Parquet files (generated file by file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    per_file = -(-n_taps // files)
+    for i in range(files):
+        size = min(per_file, n_taps - i * per_file)
+        if size > 0:
+            benchmark_taps(size, seed=seed + i).write_parquet(directory / f"part-{i:04d}.parquet")
+    return directory
+
+
+def polars_streaming_job(directory: Path, config: AggregateConfig) -> pl.DataFrame:
+    """The Polars job over the files with Polars' streaming engine."""
+    cap, k = config.privacy.max_taps_per_user_cell, config.privacy.k
+    return (
+        pl.scan_parquet(directory)
+        .filter(_eligible_filter(config))
+        .with_columns(_cell_columns(config.grid))
+        .group_by("screen", "cx", "cy", "user_token")
+        .agg(n=pl.len())
+        .group_by("screen", "cx", "cy")
+        .agg(users=pl.len().cast(pl.Int64), taps=pl.col("n").clip(upper_bound=cap).sum())
+        .filter(pl.col("users") >= k)
+        .collect(engine="streaming")
+    )
+
+
+def compare_streaming(directory: Path, n_taps: int, *, repeat: int = 1) -> list[Timing]:
+    """heatengine's streaming run against Polars' streaming engine over the same files."""
+    config = bench_config()
+    timings = []
+    he_timing, result = _time(
+        "heatengine --streaming",
+        "exact, files",
+        n_taps,
+        lambda: aggregate(directory, config, streaming=True),
+        repeat,
+    )
+    timings.append(he_timing)
+    _check_equal("polars streaming", polars_streaming_job(directory, config), result.cells)
+    timings.append(
+        _time(
+            "polars streaming engine",
+            "exact, files",
+            n_taps,
+            lambda: polars_streaming_job(directory, config),
+            repeat,
+        )[0]
+    )
+    return timings

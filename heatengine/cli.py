@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="random seed")
     bench.add_argument("--repeat", type=int, default=3, help="runs per tool (best is shown)")
     bench.add_argument("--json", type=Path, metavar="FILE", help="also write the timings here")
+    bench.add_argument(
+        "--streaming",
+        type=Path,
+        metavar="DIR",
+        help="instead: write the taps as Parquet files in DIR and compare streaming runs",
+    )
+    bench.add_argument("--files", type=int, default=16, help="Parquet files for --streaming")
     bench.set_defaults(run=run_bench)
     return parser
 
@@ -338,13 +345,26 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     """``heatengine bench``."""
-    from heatengine.bench import compare, format_table, write_json
+    from heatengine.bench import (
+        compare,
+        compare_streaming,
+        format_table,
+        write_benchmark_files,
+        write_json,
+    )
 
-    if args.taps < 1000 or args.repeat < 1:
-        msg = "--taps must be at least 1000 and --repeat at least 1"
+    if args.taps < 1000 or args.repeat < 1 or args.files < 1:
+        msg = "--taps must be at least 1000, --repeat and --files at least 1"
         raise HeatengineError(msg)
     print(f"heatengine {__version__}: benchmark on {args.taps:,} taps", file=sys.stderr)
-    timings = compare(args.taps, seed=args.seed, repeat=args.repeat)
+    if args.streaming:
+        if args.streaming.exists() and any(args.streaming.iterdir()):
+            msg = f"--streaming needs an empty or new directory, {str(args.streaming)!r} is not"
+            raise HeatengineError(msg)
+        write_benchmark_files(args.taps, args.streaming, files=args.files, seed=args.seed)
+        timings = compare_streaming(args.streaming, args.taps, repeat=args.repeat)
+    else:
+        timings = compare(args.taps, seed=args.seed, repeat=args.repeat)
     print(format_table(timings))
     if args.json:
         write_json(timings, args.json)

@@ -72,3 +72,12 @@ def test_peak_memory_sees_a_large_allocation():
         block = np.ones(50_000_000 // 8)
         block.sum()
     assert memory.extra_mb > 30
+
+
+def test_streaming_comparison_checks_answers(tmp_path):
+    from heatengine.bench import compare_streaming, write_benchmark_files
+
+    directory = write_benchmark_files(30_000, tmp_path / "files", files=3)
+    assert len(list(directory.glob("*.parquet"))) == 3
+    timings = compare_streaming(directory, 30_000)
+    assert [t.tool for t in timings] == ["heatengine --streaming", "polars streaming engine"]
