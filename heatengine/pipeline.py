@@ -186,7 +186,9 @@ def _label(
         .with_columns(reason_names(codes).alias("reason"))
         .drop(REASON_CODE, columns.user)
     )
-    eligible = labelled.filter(codes == ELIGIBLE).with_columns(normalised_coordinates(config))
+    # Only what binning needs is copied by the filter (a large part of peak memory).
+    needed = [*config.layer_columns, columns.user, *normalised_coordinates(config)]
+    eligible = labelled.select(codes, *needed).filter(codes == ELIGIBLE).drop(REASON_CODE)
     return _Batch(labelled.height, reasons, quarantine, eligible)
 
 
