@@ -1,0 +1,81 @@
+"""pytest-benchmark timings of each kernel next to a peer on the same data (slow).
+
+Run: ``pytest benchmarks -m slow``. Each benchmark checks its answer against the peer's
+before timing, and warms the JIT first. Not part of the default test run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from heatengine.kernels import count_contributions, layer_cell_keys
+from heatengine.smooth import smooth_grids
+
+pytestmark = pytest.mark.slow
+
+N = 5_000_000
+COLUMNS, ROWS, LAYERS = 128, 256, 20
+
+
+@pytest.fixture(scope="module")
+def taps():
+    rng = np.random.default_rng(0)
+    layer = rng.zipf(1.5, N).clip(max=LAYERS) - 1
+    x, y = rng.beta(2, 3, N), rng.beta(3, 2, N)
+    users = rng.integers(0, 200_000, N).astype(np.uint64)
+    keys = np.empty(N, np.int64)
+    layer_cell_keys(layer.astype(np.int64), x, y, COLUMNS, ROWS, keys)
+    return layer.astype(np.int64), x, y, users, keys
+
+
+def test_cell_keys_against_numpy(benchmark, taps):
+    layer, x, y, _, expected = taps
+    out = np.empty(N, np.int64)
+
+    def run():
+        layer_cell_keys(layer, x, y, COLUMNS, ROWS, out)
+
+    benchmark(run)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_cell_keys_numpy_peer(benchmark, taps):
+    layer, x, y, _, expected = taps
+
+    def run():
+        cx = np.minimum((x * COLUMNS).astype(np.int64), COLUMNS - 1)
+        cy = np.minimum((y * ROWS).astype(np.int64), ROWS - 1)
+        return layer * COLUMNS * ROWS + cy * COLUMNS + cx
+
+    np.testing.assert_array_equal(benchmark(run), expected)
+
+
+def _polars_distinct(keys, users):
+    return (
+        pl.DataFrame({"key": keys, "user": users})
+        .group_by("key")
+        .agg(users=pl.col("user").n_unique())
+        .sort("key")
+    )
+
+
+def test_distinct_users_heatengine(benchmark, taps):
+    *_, users, keys = taps
+    n_keys = LAYERS * COLUMNS * ROWS
+    result = benchmark(lambda: count_contributions(keys, users, n_keys, 2))
+    per_key = np.bincount(result[0], minlength=n_keys)
+    expected = _polars_distinct(keys, users)
+    np.testing.assert_array_equal(per_key[expected["key"].to_numpy()], expected["users"].to_numpy())
+
+
+def test_distinct_users_polars_peer(benchmark, taps):
+    *_, users, keys = taps
+    benchmark(lambda: _polars_distinct(keys, users))
+
+
+def test_smoothing_scipy(benchmark):
+    grids = np.random.default_rng(1).random((LAYERS, ROWS, COLUMNS))
+    out = benchmark(lambda: smooth_grids(grids, 1.5))
+    assert out.shape == grids.shape
