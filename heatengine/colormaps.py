@@ -193,7 +193,43 @@ _HEX_TABLES: dict[str, str] = {
     ),
 }
 
-COLORMAP_NAMES: tuple[str, ...] = tuple(sorted(_HEX_TABLES))
+#: Ramps given as (position, colour) anchors and interpolated linearly to 256 entries.
+_ANCHOR_TABLES: dict[str, tuple[tuple[float, str], ...]] = {
+    # The blue-green-yellow-red gradient users know from web heatmap tools (heatmap.js).
+    "heat": (
+        (0.0, "0000ff"),
+        (0.25, "0000ff"),
+        (0.55, "00ff00"),
+        (0.85, "ffff00"),
+        (1.0, "ff0000"),
+    ),
+    # ColorBrewer RdBu (11 classes): blue for negative, near-white for zero, red positive.
+    "diverging": tuple(
+        zip(
+            np.linspace(0.0, 1.0, 11).tolist(),
+            [
+                "053061",
+                "2166ac",
+                "4393c3",
+                "92c5de",
+                "d1e5f0",
+                "f7f7f7",
+                "fddbc7",
+                "f4a582",
+                "d6604d",
+                "b2182b",
+                "67001f",
+            ],
+            strict=True,
+        )
+    ),
+}
+
+#: Perceptually uniform maps: lightness rises monotonically with the value.
+PERCEPTUAL_NAMES: tuple[str, ...] = tuple(sorted(_HEX_TABLES))
+#: Maps for differences: symmetric around the middle entry.
+DIVERGING_NAMES: tuple[str, ...] = ("diverging",)
+COLORMAP_NAMES: tuple[str, ...] = tuple(sorted({*_HEX_TABLES, *_ANCHOR_TABLES}))
 """Names accepted by :func:`get_colormap`, sorted."""
 
 
@@ -216,7 +252,7 @@ def get_colormap(name: str) -> np.ndarray:
     HeatengineError
         (a ``ValueError``) if ``name`` is not a known colour map.
     """
-    if name not in _HEX_TABLES:
+    if name not in COLORMAP_NAMES:
         msg = f"unknown colormap {name!r}; choose one of: {', '.join(COLORMAP_NAMES)}"
         raise HeatengineError(msg)
     return _decode(name)
@@ -224,6 +260,17 @@ def get_colormap(name: str) -> np.ndarray:
 
 @cache
 def _decode(name: str) -> np.ndarray:
-    table = np.frombuffer(bytes.fromhex(_HEX_TABLES[name]), dtype=np.uint8).reshape(256, 3)
+    if name in _HEX_TABLES:
+        table = np.frombuffer(bytes.fromhex(_HEX_TABLES[name]), dtype=np.uint8).reshape(256, 3)
+    else:
+        table = _interpolate(_ANCHOR_TABLES[name])
     table.flags.writeable = False
     return table
+
+
+def _interpolate(anchors: tuple[tuple[float, str], ...]) -> np.ndarray:
+    positions = np.array([p for p, _ in anchors])
+    colours = np.array([list(bytes.fromhex(c)) for _, c in anchors], dtype=float)
+    steps = np.linspace(0.0, 1.0, 256)
+    channels = [np.interp(steps, positions, colours[:, c]) for c in range(3)]
+    return np.rint(np.stack(channels, axis=1)).astype(np.uint8)

@@ -19,7 +19,7 @@ from PIL import Image
 
 import heatengine
 from heatengine import render
-from heatengine.colormaps import COLORMAP_NAMES, get_colormap
+from heatengine.colormaps import COLORMAP_NAMES, PERCEPTUAL_NAMES, get_colormap
 from heatengine.errors import HeatengineError
 from heatengine.render import render_grid, save_png
 
@@ -82,7 +82,30 @@ def chunk_types(data: bytes) -> list[bytes]:
 
 
 def test_colormap_names_are_sorted_and_complete():
-    assert COLORMAP_NAMES == ("cividis", "inferno", "magma", "turbo", "viridis")
+    assert PERCEPTUAL_NAMES == ("cividis", "inferno", "magma", "turbo", "viridis")
+    assert tuple(sorted((*PERCEPTUAL_NAMES, "heat", "diverging"))) == COLORMAP_NAMES
+
+
+def test_perceptual_maps_grow_lighter():
+    """Lightness (CIE L*, from sRGB) rises monotonically, turbo excepted (a rainbow)."""
+    for name in ("cividis", "inferno", "magma", "viridis"):
+        rgb = get_colormap(name) / 255.0
+        linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        luminance = linear @ np.array([0.2126, 0.7152, 0.0722])
+        lightness = np.where(
+            luminance > 216 / 24389, 116 * np.cbrt(luminance) - 16, luminance * 24389 / 27
+        )
+        assert np.all(np.diff(lightness) > -0.5), name
+
+
+def test_heat_ramp_and_diverging_map():
+    heat = get_colormap("heat")
+    assert tuple(heat[0]) == (0, 0, 255)
+    assert tuple(heat[255]) == (255, 0, 0)
+    diverging = get_colormap("diverging").astype(int)
+    assert diverging[128].min() > 240  # near white in the middle
+    assert diverging[0, 2] > diverging[0, 0]  # blue end
+    assert diverging[255, 0] > diverging[255, 2]  # red end
 
 
 @pytest.mark.parametrize("name", sorted(ENDPOINTS))
@@ -95,7 +118,7 @@ def test_colormap_tables_match_matplotlib_endpoints(name):
 
 
 def test_colormap_tables_are_distinct_and_vary_smoothly():
-    tables = [get_colormap(name).astype(int) for name in COLORMAP_NAMES]
+    tables = [get_colormap(name).astype(int) for name in PERCEPTUAL_NAMES]
     for table in tables:
         assert np.abs(np.diff(table, axis=0)).max() <= 12
     assert len({table.tobytes() for table in map(np.ascontiguousarray, tables)}) == len(tables)
@@ -109,7 +132,8 @@ def test_colormap_is_cached_and_read_only():
 
 
 def test_unknown_colormap_lists_the_valid_names():
-    expected = "unknown colormap 'jet'; choose one of: cividis, inferno, magma, turbo, viridis"
+    names = "cividis, diverging, heat, inferno, magma, turbo, viridis"
+    expected = f"unknown colormap 'jet'; choose one of: {names}"
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
         get_colormap("jet")
     with pytest.raises(HeatengineError, match="unknown colormap 'jet'"):
