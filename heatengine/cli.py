@@ -21,6 +21,7 @@ from heatengine.errors import HeatengineError
 
 EXIT_USAGE = 2
 DEMO_SEGMENTS = ("platform",)
+MOCKUP_WIDTH = 400
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,12 +205,38 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--colormap", default="inferno", help="colour map for the PNGs")
-    parser.add_argument(
+    group = parser.add_argument_group("rendering")
+    group.add_argument(
+        "--colormap", default="inferno", help="inferno (default), viridis, magma, cividis, "
+        "turbo or heat (the blue-green-yellow-red ramp of web heatmap tools)",
+    )  # fmt: skip
+    group.add_argument(
+        "--scale", choices=("linear", "sqrt", "log"), default="linear", help="colour scale"
+    )
+    group.add_argument(
+        "--scale-max",
+        default="layer",
+        metavar="layer|shared|NUMBER",
+        help="top of the colour scale: each layer's peak (default), the largest peak of all "
+        "layers (to compare screens), or a fixed value; larger values saturate",
+    )
+    group.add_argument(
         "--backgrounds",
         type=Path,
         metavar="DIR",
         help="screenshots named after screens (home.png, ...) to draw the heatmaps on",
+    )
+    group.add_argument(
+        "--background-map",
+        type=Path,
+        metavar="FILE",
+        help="screenshots by screen from a JSON object or a CSV of screen,file",
+    )
+    group.add_argument(
+        "--no-legend", action="store_true", help="leave out the caption and colour bar"
+    )
+    group.add_argument(
+        "--min-alpha", type=float, default=0.0, help="opacity of the faintest heat (0 to 0.9)"
     )
 
 
@@ -323,12 +350,13 @@ def run_demo(args: argparse.Namespace) -> int:
     write_atomically(input_path, taps.write_parquet)
     _progress("generate demo data", time.perf_counter() - started)
 
+    config = AggregateConfig(segments=DEMO_SEGMENTS, as_of=DEMO_END)
     screens = out / "screens"
-    for screen in SCREEN_LAYOUTS:
-        image = draw_screen_mockup(screen)
+    rows, columns = config.grid.shape
+    for screen in SCREEN_LAYOUTS:  # mock-ups with the grid's aspect ratio
+        image = draw_screen_mockup(screen, MOCKUP_WIDTH, MOCKUP_WIDTH * rows // columns)
         write_atomically(screens / f"{screen}.png", lambda p, im=image: im.save(p, format="PNG"))
 
-    config = AggregateConfig(segments=DEMO_SEGMENTS, as_of=DEMO_END)
     # A throw-away key: demo pseudonyms cannot be linked to anything after the run.
     key = PseudonymKey(secrets.token_bytes(32))
     heatmaps = aggregate(taps, config, key=key, progress=_progress)
@@ -373,22 +401,61 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _check_render_options(args: argparse.Namespace) -> None:
-    """Fail on a bad colour map or backgrounds folder before any work is done."""
+    """Fail on a bad colour map, scale or screenshot option before any work is done."""
+    from heatengine.batch import load_background_map
     from heatengine.colormaps import get_colormap
 
     get_colormap(args.colormap)
     if args.backgrounds is not None and not args.backgrounds.is_dir():
         msg = f"the backgrounds directory {str(args.backgrounds)!r} does not exist"
         raise HeatengineError(msg)
+    args.screenshots = load_background_map(args.background_map) if args.background_map else {}
+    if args.scale_max not in ("layer", "shared"):
+        try:
+            args.scale_max = float(args.scale_max)
+        except ValueError:
+            msg = f"--scale-max takes layer, shared or a number, got {args.scale_max!r}"
+            raise HeatengineError(msg) from None
+    if not 0.0 <= args.min_alpha <= 0.9:
+        msg = f"--min-alpha must be between 0 and 0.9, got {args.min_alpha}"
+        raise HeatengineError(msg)
 
 
-def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list[Path]:
-    from heatengine.render import render_layers
+def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list:
+    from heatengine.batch import render_layers
 
     started = time.perf_counter()
-    paths = render_layers(heatmaps, directory, colormap=args.colormap, backgrounds=args.backgrounds)
+    rendered = render_layers(
+        heatmaps,
+        directory,
+        colormap=args.colormap,
+        scale=args.scale,
+        scale_max=args.scale_max,
+        backgrounds=args.backgrounds,
+        background_map=args.screenshots,
+        legend=not args.no_legend,
+        min_alpha=args.min_alpha,
+        progress=_progress_bar("rendering"),
+    )
+    for layer in rendered:
+        for warning in layer.warnings:
+            print(f"  warning: {layer.title}: {warning}", file=sys.stderr)
     _progress("render PNGs", time.perf_counter() - started)
-    return paths
+    return rendered
+
+
+def _progress_bar(label: str):
+    """A one-line progress bar on a terminal; nothing when stderr is a file or pipe."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        filled = round(24 * done / total) if total else 24
+        end = "\n" if done == total else ""
+        print(f"\r  {label} [{'#' * filled}{'.' * (24 - filled)}] {done}/{total}", end=end,
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    return show
 
 
 def _share(share: float | None) -> str:

@@ -63,6 +63,7 @@ def render_grid(
     cell_pixels: int = 6,
     min_alpha: float = 0.0,
     max_alpha: float = 0.9,
+    scale: str = "linear",
 ) -> Image.Image:
     """Render a 2-D density grid as an RGBA heat overlay.
 
@@ -82,6 +83,9 @@ def render_grid(
         screenshot file; an image is used as is. Screenshots and images set the output size.
     cell_pixels : int
         Pixels per grid cell along each axis when no screenshot or image is given.
+    scale : str
+        How values between 0 and ``vmax`` map onto the colour map: ``"linear"``,
+        ``"sqrt"`` or ``"log"`` (see :func:`apply_scale`).
     min_alpha, max_alpha : float
         Opacity of the faintest and of the densest heat, ``0 <= min_alpha <= max_alpha
         <= 1``; in between, opacity rises with the square root of the normalised density.
@@ -108,7 +112,7 @@ def render_grid(
     values = _validated_grid(grid)
     _check_cell_pixels(cell_pixels)
     _check_alphas(min_alpha, max_alpha)
-    density = _normalised(values, vmax)
+    density = apply_scale(_normalised(values, vmax), scale)
     base = _background_image(background)
     rows, columns = values.shape
     size = base.size if base is not None else (columns * cell_pixels, rows * cell_pixels)
@@ -141,6 +145,33 @@ def save_png(image: Image.Image, path: str | os.PathLike[str]) -> None:
             temporary, format="PNG", compress_level=PNG_COMPRESS_LEVEL, icc_profile=None
         ),
     )
+
+
+SCALES = ("linear", "sqrt", "log")
+#: The log scale spans this many decades below the maximum.
+LOG_DECADES = 3
+
+
+def apply_scale(normalised: np.ndarray, scale: str) -> np.ndarray:
+    """Map values in [0, 1] (value / vmax) to colour-map positions in [0, 1].
+
+    ``linear`` keeps them; ``sqrt`` takes the square root; ``log`` is
+    ``log10(1 + (10**LOG_DECADES - 1) * v) / LOG_DECADES``, so each of the last three
+    decades below the maximum gets a third of the colour map. 0 stays 0, 1 stays 1.
+
+    Examples
+    --------
+    >>> apply_scale(np.array([0.0, 0.25, 1.0]), "sqrt").tolist()
+    [0.0, 0.5, 1.0]
+    """
+    if scale == "linear":
+        return normalised
+    if scale == "sqrt":
+        return np.sqrt(normalised)
+    if scale == "log":
+        return np.log10(1.0 + (10.0**LOG_DECADES - 1.0) * normalised) / LOG_DECADES
+    msg = f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}"
+    raise HeatengineError(msg)
 
 
 def _validated_grid(grid: np.ndarray) -> np.ndarray:
@@ -292,7 +323,10 @@ def render_png(
     background: Image.Image | str | os.PathLike[str] | None = None,
     *,
     vmax: float | None = None,
+    scale: str = "linear",
+    legend: bool = False,
     cell_pixels: int = 6,
+    min_alpha: float = 0.0,
 ) -> Path:
     """Render one published layer to a PNG file.
 
@@ -306,24 +340,52 @@ def render_png(
     path
         Destination PNG, written atomically.
     colormap
-        A perceptual colour map, see :data:`heatengine.colormaps.COLORMAP_NAMES`.
+        A colour map, see :data:`heatengine.colormaps.COLORMAP_NAMES`.
     background
         A screenshot (path or image) to draw on, resampling the heatmap to its size;
         ``None`` for a neutral grey, ``"transparent"`` for the heat layer alone.
     vmax
-        Density drawn with the hottest colour; default the layer's published maximum.
+        Density drawn with the hottest colour (larger values saturate); default the
+        layer's published peak.
+    scale
+        ``"linear"``, ``"sqrt"`` or ``"log"``.
+    legend
+        Add a footer with the layer's name, caption numbers and a colour bar in the
+        measure's units.
     cell_pixels
         Pixels per cell without a screenshot.
+    min_alpha
+        Opacity of the faintest non-zero heat (empty cells stay fully transparent).
 
     Returns
     -------
     Path
         The PNG written.
     """
-    grid = heatmaps.grids[heatmaps.layer_index(layer)]
+    index = heatmaps.layer_index(layer)
+    grid = heatmaps.grids[index]
+    top = float(grid.max()) if vmax is None else vmax
     image = render_grid(
-        grid, colormap=colormap, vmax=vmax, background=background, cell_pixels=cell_pixels
+        grid,
+        colormap=colormap,
+        vmax=top,
+        background=background,
+        cell_pixels=cell_pixels,
+        min_alpha=min_alpha,
+        scale=scale,
     )
+    if legend:
+        from heatengine.legend import MEASURE_UNITS, add_legend, layer_caption, layer_title
+
+        image = add_legend(
+            image,
+            title=layer_title(heatmaps, index),
+            caption=layer_caption(heatmaps, index),
+            colormap=colormap,
+            scale=scale,
+            vmax=top,
+            unit=MEASURE_UNITS[heatmaps.config.measure],
+        )
     save_png(image, path)
     return Path(path)
 
@@ -356,26 +418,3 @@ def layer_file_stems(heatmaps: HeatmapSet) -> list[str]:
         for row in heatmaps.layers.iter_rows(named=True)
     ]
     return unique_stems(texts)
-
-
-def render_layers(
-    heatmaps: HeatmapSet,
-    directory: str | os.PathLike[str],
-    *,
-    colormap: str = "inferno",
-    backgrounds: str | os.PathLike[str] | None = None,
-) -> list[Path]:
-    """Render every published layer to ``directory/<layer>.png``.
-
-    Screenshots are looked up per screen in ``backgrounds`` (see :func:`find_background`);
-    layers without one are drawn on the neutral background.
-    """
-    get_colormap(colormap)  # fail before writing anything
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, stem in enumerate(layer_file_stems(heatmaps)):
-        screen = heatmaps.layers["screen"][index]
-        background = find_background(backgrounds, screen)
-        paths.append(render_png(heatmaps, index, folder / f"{stem}.png", colormap, background))
-    return paths
