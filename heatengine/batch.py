@@ -184,3 +184,19 @@ def _screenshot_warning(path: Path, grid_shape: tuple[int, int]) -> str | None:
         return None  # render_png reports unreadable screenshots with a clear error
     warning = aspect_warning(size, grid_shape)
     return None if warning is None else f"{path.name}: {warning}"
+
+
+def write_layer_gallery(
+    heatmaps: HeatmapSet, directory: str | os.PathLike[str], rendered: list[RenderedLayer]
+) -> Path:
+    """``index.html`` with a thumbnail, the caption numbers and a link per rendered layer."""
+    from heatengine.gallery import GalleryEntry, write_gallery
+    from heatengine.legend import MEASURE_UNITS
+
+    stats, config = heatmaps.stats, heatmaps.config
+    subtitle = (
+        f"{MEASURE_UNITS[config.measure]} · window {stats.window_start[:10]} to "
+        f"{stats.as_of[:10]} · cells with fewer than {config.privacy.k} users are suppressed"
+    )
+    entries = [GalleryEntry(r.path, r.title, r.caption + r.warnings) for r in rendered]
+    return write_gallery(directory, entries, title="Tap heatmaps", subtitle=subtitle)

@@ -121,6 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, type=Path, help="directory for the PNGs")
     _add_render_options(render)
     render.set_defaults(run=run_render)
+    compare = commands.add_parser(
+        "compare",
+        help="render the difference between two stores, layer by layer",
+        description=(
+            "For every layer published in both stores (e.g. app version 1 and 2, or "
+            "variant A and B), render B - A of the grids each normalised to its own peak "
+            "with a diverging colour map, and A, B and the difference side by side; "
+            "write an index.html gallery of the panels."
+        ),
+    )
+    compare.add_argument("store_a", type=Path, metavar="STORE_A", help="the baseline store")
+    compare.add_argument("store_b", type=Path, metavar="STORE_B", help="the store to compare")
+    compare.add_argument("--out", required=True, type=Path, help="directory for the images")
+    compare.add_argument(
+        "--labels", default="A,B", metavar="A,B", help="names of the two stores, e.g. v5.2,v5.3"
+    )
+    compare.add_argument("--colormap", default="inferno", help="colour map of the A and B panels")
+    compare.add_argument(
+        "--backgrounds", type=Path, metavar="DIR", help="screenshots named after screens"
+    )
+    compare.set_defaults(run=run_compare)
+
     bench = commands.add_parser(
         "bench",
         help="time heatengine against Polars, DuckDB and numpy on the same generated data",
@@ -327,7 +349,7 @@ def run_render(args: argparse.Namespace) -> int:
     _check_render_options(args)
     heatmaps = read(args.store)
     images = _render_all(heatmaps, args.out, args)
-    print(f"{len(images)} PNG(s) written to {args.out}")
+    print(f"{len(images)} PNG(s) and index.html written to {args.out}")
     return 0
 
 
@@ -367,7 +389,43 @@ def run_demo(args: argparse.Namespace) -> int:
     print(format_summary(heatmaps, time.perf_counter() - started))
     print(f"input:  {input_path}  (try: heatengine aggregate {input_path} --out DIR)")
     print(f"store:  {out / 'store'}")
-    print(f"images: {len(images)} PNG(s) in {out / 'png'}")
+    print(f"images: {len(images)} PNG(s) in {out / 'png'}, gallery: {out / 'png' / 'index.html'}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``heatengine compare``."""
+    from heatengine.compare import compare_stores
+    from heatengine.gallery import GalleryEntry, write_gallery
+    from heatengine.store import read
+
+    labels = tuple(label.strip() for label in args.labels.split(","))
+    if len(labels) != 2 or not all(labels):
+        msg = f"--labels takes two names separated by a comma, got {args.labels!r}"
+        raise HeatengineError(msg)
+    a, b = read(args.store_a), read(args.store_b)
+    comparisons = compare_stores(
+        a, b, args.out, labels=labels, colormap=args.colormap, backgrounds=args.backgrounds
+    )
+    entries = [
+        GalleryEntry(
+            c.panels_path,
+            c.label,
+            (f"largest change {c.max_abs_difference:.2f} of the peak",),
+            (("difference only", c.difference_path),),
+        )
+        for c in comparisons
+    ]
+    write_gallery(
+        args.out,
+        entries,
+        title=f"{labels[1]} compared with {labels[0]}",
+        subtitle="each layer normalised to its own peak; blue: more in "
+        f"{labels[0]}, red: more in {labels[1]}",
+    )
+    print(f"{len(comparisons)} shared layer(s) compared; gallery: {args.out / 'index.html'}")
+    for c in sorted(comparisons, key=lambda c: -c.max_abs_difference)[:5]:
+        print(f"  {c.label:<40} largest change {c.max_abs_difference:.2f}")
     return 0
 
 
@@ -422,7 +480,7 @@ def _check_render_options(args: argparse.Namespace) -> None:
 
 
 def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list:
-    from heatengine.batch import render_layers
+    from heatengine.batch import render_layers, write_layer_gallery
 
     started = time.perf_counter()
     rendered = render_layers(
@@ -440,7 +498,8 @@ def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list:
     for layer in rendered:
         for warning in layer.warnings:
             print(f"  warning: {layer.title}: {warning}", file=sys.stderr)
-    _progress("render PNGs", time.perf_counter() - started)
+    write_layer_gallery(heatmaps, directory, rendered)
+    _progress("render PNGs and gallery", time.perf_counter() - started)
     return rendered
 
 

@@ -65,6 +65,9 @@ def test_aggregate_and_render_end_to_end(tmp_path, taps_file):
     names = sorted(p.name for p in pngs.glob("*.png"))
     assert len(names) == len(manifest["layers"])
     assert "home_platform-ios.png" in names
+    index = (pngs / "index.html").read_text()
+    assert index.count('class="card"') == len(names) or "home_platform-ios.png" in index
+    assert all(name in index for name in names)
 
 
 def test_demo_command_writes_store_images_and_summary(tmp_path):
@@ -119,3 +122,28 @@ def test_every_command_has_help():
         done = run_cli(command, "--help")
         assert done.returncode == 0
         assert "usage: heatengine" in done.stdout
+
+
+def test_compare_command_writes_panels_and_a_gallery(tmp_path, taps_file):
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY_TEXT)
+    for name, extra in (("a", []), ("b", ["--sigma", "0"])):
+        done = run_cli(
+            "aggregate", str(taps_file), "--out", str(tmp_path / name), "--key-file",
+            str(key_file), "--k", "5", "--as-of", "2026-11-30", *extra,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    out = tmp_path / "cmp"
+    done = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                   "--labels", "before,after")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "shared layer(s) compared" in done.stdout
+    panels = sorted(out.glob("*.panels.png"))
+    assert panels
+    assert len(list(out.glob("*.difference.png"))) == len(panels)
+    index = (out / "index.html").read_text()
+    assert "after compared with before" in index
+    done = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                   "--labels", "only-one")  # fmt: skip
+    assert done.returncode == 2
+    assert "--labels takes two names" in done.stderr
