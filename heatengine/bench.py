@@ -134,20 +134,23 @@ def _cell_columns(grid: GridSpec) -> list[pl.Expr]:
     return [index("x", grid.columns).alias("cx"), index("y", grid.rows).alias("cy")]
 
 
-def polars_job(taps: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
-    """The job in Polars, grouping by (screen, cx, cy, user) and then by cell."""
+def _polars_query(taps: pl.LazyFrame, config: AggregateConfig) -> pl.LazyFrame:
+    """The job as a Polars query: group by (screen, cx, cy, user), then by cell."""
     cap, k = config.privacy.max_taps_per_user_cell, config.privacy.k
     return (
-        taps.lazy()
-        .filter(_eligible_filter(config))
+        taps.filter(_eligible_filter(config))
         .with_columns(_cell_columns(config.grid))
         .group_by("screen", "cx", "cy", "user_token")
         .agg(n=pl.len())
         .group_by("screen", "cx", "cy")
         .agg(users=pl.len().cast(pl.Int64), taps=pl.col("n").clip(upper_bound=cap).sum())
         .filter(pl.col("users") >= k)
-        .collect()
     )
+
+
+def polars_job(taps: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
+    """The job in Polars, in memory."""
+    return _polars_query(taps.lazy(), config).collect()
 
 
 def polars_single_key_job(taps: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
@@ -309,18 +312,7 @@ def write_benchmark_files(n_taps: int, directory: Path, *, files: int, seed: int
 
 def polars_streaming_job(directory: Path, config: AggregateConfig) -> pl.DataFrame:
     """The Polars job over the files with Polars' streaming engine."""
-    cap, k = config.privacy.max_taps_per_user_cell, config.privacy.k
-    return (
-        pl.scan_parquet(directory)
-        .filter(_eligible_filter(config))
-        .with_columns(_cell_columns(config.grid))
-        .group_by("screen", "cx", "cy", "user_token")
-        .agg(n=pl.len())
-        .group_by("screen", "cx", "cy")
-        .agg(users=pl.len().cast(pl.Int64), taps=pl.col("n").clip(upper_bound=cap).sum())
-        .filter(pl.col("users") >= k)
-        .collect(engine="streaming")
-    )
+    return _polars_query(pl.scan_parquet(directory), config).collect(engine="streaming")
 
 
 def compare_streaming(directory: Path, n_taps: int, *, repeat: int = 1) -> list[Timing]:
