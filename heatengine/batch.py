@@ -20,7 +20,13 @@ from heatengine.colormaps import get_colormap
 from heatengine.errors import HeatengineError
 from heatengine.heatmaps import HeatmapSet
 from heatengine.legend import layer_caption, layer_title
-from heatengine.render import SCALES, find_background, layer_file_stems, render_png
+from heatengine.render import (
+    SCALES,
+    find_background,
+    layer_file_stems,
+    open_screenshot,
+    render_png,
+)
 
 ASPECT_TOLERANCE = 0.02
 ScaleMax = float | str  # "layer", "shared" or a fixed number
@@ -67,7 +73,7 @@ def load_background_map(path: str | os.PathLike[str]) -> dict[str, Path]:
         if any(len(row) != 2 for row in rows):
             msg = f"the screenshot mapping {str(file)!r} must have two columns: screen,file"
             raise HeatengineError(msg)
-        items = [(screen, name) for screen, name in rows]
+        items = [(screen.strip(), name.strip()) for screen, name in rows]
     return {screen: file.parent / name for screen, name in items}
 
 
@@ -143,26 +149,36 @@ def render_layers(
     stems = layer_file_stems(heatmaps)
     mapping = dict(background_map or {})
 
+    screens = heatmaps.layers["screen"].to_list()
+    chosen = [mapping.get(screen) or find_background(backgrounds, screen) for screen in screens]
+    outputs = [folder / f"{stem}.png" for stem in stems]
+    clobbered = {p.resolve() for p in outputs} & {b.resolve() for b in chosen if b is not None}
+    if clobbered:
+        msg = (
+            f"rendering would overwrite the screenshot {str(sorted(clobbered)[0])!r}; "
+            "write the images to another folder"
+        )
+        raise HeatengineError(msg)
+
     def render_one(index: int) -> RenderedLayer:
-        screen = heatmaps.layers["screen"][index]
-        background = mapping.get(screen) or find_background(backgrounds, screen)
-        warnings = []
-        if background is not None:
-            warning = _screenshot_warning(background, heatmaps.config.grid.shape)
-            warnings += [warning] if warning else []
-        path = render_png(
+        path, warnings, image = chosen[index], [], None
+        if path is not None:
+            image = open_screenshot(path)  # loaded once, upright, size checked
+            warning = aspect_warning(image.size, heatmaps.config.grid.shape)
+            warnings += [f"{path.name}: {warning}"] if warning else []
+        render_png(
             heatmaps,
             index,
-            folder / f"{stems[index]}.png",
+            outputs[index],
             colormap,
-            background,
+            image,
             vmax=vmax_for(index),
             scale=scale,
             legend=legend,
             min_alpha=min_alpha,
         )
         title, caption = layer_title(heatmaps, index), layer_caption(heatmaps, index)
-        return RenderedLayer(path, title, caption, background, tuple(warnings))
+        return RenderedLayer(outputs[index], title, caption, path, tuple(warnings))
 
     total = heatmaps.layers.height
     results: list[RenderedLayer] = []
@@ -172,18 +188,6 @@ def render_layers(
             if progress is not None:
                 progress(done, total)
     return results
-
-
-def _screenshot_warning(path: Path, grid_shape: tuple[int, int]) -> str | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            size = image.size
-    except OSError:
-        return None  # render_png reports unreadable screenshots with a clear error
-    warning = aspect_warning(size, grid_shape)
-    return None if warning is None else f"{path.name}: {warning}"
 
 
 def write_layer_gallery(

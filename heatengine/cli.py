@@ -461,19 +461,24 @@ def run_bench(args: argparse.Namespace) -> int:
 def _check_render_options(args: argparse.Namespace) -> None:
     """Fail on a bad colour map, scale or screenshot option before any work is done."""
     from heatengine.batch import load_background_map
-    from heatengine.colormaps import get_colormap
+    from heatengine.colormaps import DIVERGING_NAMES, get_colormap
 
     get_colormap(args.colormap)
     if args.backgrounds is not None and not args.backgrounds.is_dir():
         msg = f"the backgrounds directory {str(args.backgrounds)!r} does not exist"
         raise HeatengineError(msg)
     args.screenshots = load_background_map(args.background_map) if args.background_map else {}
+    if args.colormap in DIVERGING_NAMES:
+        msg = f"--colormap {args.colormap} is for differences (heatengine compare)"
+        raise HeatengineError(msg)
     if args.scale_max not in ("layer", "shared"):
         try:
             args.scale_max = float(args.scale_max)
         except ValueError:
-            msg = f"--scale-max takes layer, shared or a number, got {args.scale_max!r}"
-            raise HeatengineError(msg) from None
+            args.scale_max = float("nan")
+        if not 0 < args.scale_max < float("inf"):
+            msg = "--scale-max takes layer, shared or a positive number"
+            raise HeatengineError(msg)
     if not 0.0 <= args.min_alpha <= 0.9:
         msg = f"--min-alpha must be between 0 and 0.9, got {args.min_alpha}"
         raise HeatengineError(msg)
@@ -495,6 +500,10 @@ def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list:
         min_alpha=args.min_alpha,
         progress=_progress_bar("rendering"),
     )
+    unknown = sorted(set(args.screenshots) - set(heatmaps.layers["screen"].to_list()))
+    if unknown:
+        print(f"  warning: the screenshot mapping names screens with no published layer: "
+              f"{', '.join(unknown)}", file=sys.stderr)  # fmt: skip
     for layer in rendered:
         for warning in layer.warnings:
             print(f"  warning: {layer.title}: {warning}", file=sys.stderr)

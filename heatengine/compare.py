@@ -352,7 +352,11 @@ def _compare_layer(
     i, j = positions
     background = None if screenshot is None else _background_image(screenshot)
     difference = difference_grid(a.grids[i], b.grids[j])
-    overlay = render_difference(difference, cell_pixels=style.cell_pixels, background=background)
+    # Colours span the layer's own largest change, so small shifts stay visible; the
+    # title says how large that is. Identical layers stay fully neutral.
+    largest = float(np.abs(difference).max())
+    shown = difference / largest if largest > 0 else difference
+    overlay = render_difference(shown, cell_pixels=style.cell_pixels, background=background)
     panels = [
         render_grid(
             grid,
@@ -363,14 +367,15 @@ def _compare_layer(
         for grid in (a.grids[i], b.grids[j])
     ]
     panels.append(overlay)
-    titles = [_title("A", style.names[0]), _title("B", style.names[1]), DIFFERENCE_TITLE]
+    span = f"B - A, colours span ±{largest:.2f} of the peak" if largest > 0 else DIFFERENCE_TITLE
+    titles = [_title("A", style.names[0]), _title("B", style.names[1]), span]
     notes = [_totals(a, i), _totals(b, j)]
     label = a.layer_label(i)
     difference_path = stem.with_name(f"{stem.name}.difference.png")
     panels_path = stem.with_name(f"{stem.name}.panels.png")
     save_png(overlay, difference_path)
     save_png(_figure(panels, label, titles, notes), panels_path)
-    return Comparison(label, difference_path, panels_path, float(np.abs(difference).max()))
+    return Comparison(label, difference_path, panels_path, largest)
 
 
 def _title(letter: str, label: str) -> str:

@@ -23,6 +23,8 @@ MEASURE_UNITS = {
     "taps": "taps per cell (smoothed, capped per user)",
 }
 TICKS = 5
+#: Narrower images are enlarged (nearest neighbour) so the footer stays readable.
+MIN_LEGEND_WIDTH = 360
 FOOTER_TEXT = (40, 40, 40, 255)
 FOOTER_MUTED = (110, 110, 110, 255)
 FOOTER_BACKGROUND = (255, 255, 255, 255)
@@ -48,7 +50,7 @@ def legend_ticks(vmax: float, scale: str, count: int = TICKS) -> list[tuple[floa
     >>> legend_ticks(8.0, "linear")
     [(0.0, '0'), (0.25, '2'), (0.5, '4'), (0.75, '6'), (1.0, '8')]
     >>> [label for _, label in legend_ticks(100.0, "sqrt")]
-    ['0', '6.2', '25', '56', '100']
+    ['0', '6.25', '25', '56.2', '100']
     """
     positions = np.linspace(0.0, 1.0, count)
     values = unscale(positions, scale) * vmax
@@ -58,7 +60,7 @@ def legend_ticks(vmax: float, scale: str, count: int = TICKS) -> list[tuple[floa
 def _number(value: float) -> str:
     if value == 0:
         return "0"
-    digits = max(0, 1 - int(np.floor(np.log10(abs(value)))))
+    digits = max(0, 2 - int(np.floor(np.log10(abs(value)))))  # three significant digits
     text = f"{value:,.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -88,10 +90,19 @@ def add_legend(
     scale: str,
     vmax: float,
     unit: str,
+    saturated: bool = False,
 ) -> Image.Image:
-    """The image with a footer: title, caption lines, a colour bar and its ticks."""
+    """The image with a footer: title, caption lines, a colour bar and its ticks.
+
+    ``saturated`` marks the top tick ``≥`` (some published values exceed ``vmax``).
+    """
     from PIL import Image, ImageDraw, ImageFont
 
+    if image.width < MIN_LEGEND_WIDTH:
+        factor = -(-MIN_LEGEND_WIDTH // image.width)
+        image = image.resize(
+            (image.width * factor, image.height * factor), Image.Resampling.NEAREST
+        )
     width, height = image.size
     unit_px = max(width / 390.0, 0.6)
     fonts = {
@@ -119,6 +130,7 @@ def add_legend(
     draw.rectangle((margin, y, margin + bar_width - 1, y + bar_height - 1), outline=FOOTER_MUTED)
     y += bar_height + 2
     for position, label in legend_ticks(vmax, scale):
+        label = f"≥ {label}" if saturated and position == 1 else label
         x = margin + position * (bar_width - 1)
         draw.line((x, y - 2, x, y + 2), fill=FOOTER_MUTED)
         anchor = "la" if position == 0 else "ra" if position == 1 else "ma"

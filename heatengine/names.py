@@ -25,10 +25,10 @@ def safe_stem(text: str) -> str:
     stem = _UNSAFE.sub("_", ascii_text)
     stem = re.sub(r"\.{2,}", "_", stem)
     stem = re.sub(r"_+", "_", stem).strip("._-")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     if len(stem) > MAX_STEM:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
         stem = f"{stem[: MAX_STEM - 9]}-{digest}"
-    return stem or "layer"
+    return stem or f"layer-{digest}"  # nothing ASCII left (e.g. 画面): still stable
 
 
 def unique_stems(texts: Iterable[str]) -> list[str]:

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from heatengine.heatmaps import HeatmapSet, LayerRef
 
 MAX_BACKGROUND_PIXELS = 40_000_000
+#: Without a screenshot, images of large grids are kept near this many pixels.
+MAX_OUTPUT_PIXELS = 4_000_000
 """Screenshots with more pixels than this are refused before their pixels are decoded."""
 
 BACKGROUND_COLOUR = (237, 237, 237, 255)
@@ -228,7 +230,7 @@ def _background_image(background: object) -> Image.Image | None:
     if isinstance(background, Image.Image):
         return background.convert("RGBA")
     if isinstance(background, str | os.PathLike):
-        return _open_screenshot(os.fspath(background))
+        return open_screenshot(os.fspath(background))
     msg = (
         "background must be None, 'transparent', a file path or a PIL image, "
         f"got {type(background).__name__}"
@@ -236,19 +238,33 @@ def _background_image(background: object) -> Image.Image | None:
     raise TypeError(msg)
 
 
-def _open_screenshot(name: str | bytes) -> Image.Image:
-    from PIL import Image
+def open_screenshot(name: str | bytes | os.PathLike[str]) -> Image.Image:
+    """A screenshot as upright 8-bit RGBA; oversized or unreadable files are refused."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(name) as image:
             _check_pixel_count(name, image.size)
-            return image.convert("RGBA")
+            upright = ImageOps.exif_transpose(image)  # as viewers show a rotated JPEG
+            return _eight_bit(upright).convert("RGBA")
     except Image.DecompressionBombError as error:
         msg = f"background {name!r} is too large to load safely: {error}"
         raise HeatengineError(msg) from error
     except OSError as error:
         msg = f"background {name!r} is not a readable image: {error}"
         raise HeatengineError(msg) from error
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit greyscale scaled to 8 bits (Pillow's convert would clip to white)."""
+    from PIL import Image
+
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    top = values.max()
+    scaled = values / (65535.0 if top > 255 else 255.0) * 255.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
 
 
 def _check_pixel_count(name: str | bytes, size: tuple[int, int]) -> None:
@@ -365,6 +381,9 @@ def render_png(
     index = heatmaps.layer_index(layer)
     grid = heatmaps.grids[index]
     top = float(grid.max()) if vmax is None else vmax
+    # Large grids get fewer pixels per cell, so an image stays near MAX_OUTPUT_PIXELS.
+    affordable = int(np.sqrt(MAX_OUTPUT_PIXELS / grid.size))
+    cell_pixels = max(1, min(cell_pixels, affordable))
     image = render_grid(
         grid,
         colormap=colormap,
@@ -379,6 +398,7 @@ def render_png(
 
         image = add_legend(
             image,
+            saturated=float(grid.max()) > top,
             title=layer_title(heatmaps, index),
             caption=layer_caption(heatmaps, index),
             colormap=colormap,

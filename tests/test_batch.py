@@ -142,8 +142,18 @@ def test_aspect_warning_threshold():
     assert "stretched by 7.6%" in aspect_warning((390, 844), GridSpec(64, 128).shape)
 
 
+def test_legend_on_a_tiny_grid_is_enlarged_and_readable(tmp_path):
+    result = aggregate(
+        taps_frame(crowd("home", 6)), small_config(k=5, grid=GridSpec(1, 1)), key=KEY
+    )
+    framed = render_layers(result, tmp_path, legend=True)[0]
+    with Image.open(framed.path) as image:
+        assert image.width >= 360
+
+
 def test_legend_footer_is_added_below_the_image(tmp_path):
-    result = aggregate(taps_frame(crowd("home", 6)), small_config(k=5), key=KEY)
+    config = small_config(k=5, grid=GridSpec(64, 64))
+    result = aggregate(taps_frame(crowd("home", 6)), config, key=KEY)
     plain = render_layers(result, tmp_path / "a", legend=False)[0]
     framed = render_layers(result, tmp_path / "b", legend=True)[0]
     with Image.open(plain.path) as a_image, Image.open(framed.path) as b_image:
@@ -159,3 +169,66 @@ def test_bad_render_options_are_refused(tmp_path):
         render_layers(result, tmp_path, scale="cubic")
     with pytest.raises(HeatengineError, match="must be positive"):
         render_layers(result, tmp_path, scale_max=0.0)
+
+
+def test_screenshot_edge_cases(tmp_path, monkeypatch):
+    result = aggregate(taps_frame(crowd("home", 6)), small_config(k=5), key=KEY)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    # A JPEG stored sideways with EXIF orientation 6 is used upright, as viewers show it.
+    sideways = Image.new("RGB", (300, 200), "white")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways.save(shots / "home.jpg", exif=exif)
+    rendered = render_layers(result, tmp_path / "out", backgrounds=shots, legend=False)[0]
+    with Image.open(rendered.path) as image:
+        assert image.size == (200, 300)
+    # 16-bit greyscale is scaled, not clipped to white.
+    grey = Image.fromarray(np.full((200, 200), 30000, dtype=np.uint16))
+    (shots / "home.jpg").unlink()
+    grey.save(shots / "home.png")
+    rendered = render_layers(result, tmp_path / "out16", backgrounds=shots, legend=False)[0]
+    with Image.open(rendered.path) as image:
+        assert np.asarray(image)[0, 0, 0] == round(30000 / 65535 * 255)
+    # Oversized screenshots are refused with a clear error, not a traceback.
+    monkeypatch.setattr("heatengine.render.MAX_BACKGROUND_PIXELS", 100)
+    with pytest.raises(HeatengineError, match="more than the 100 allowed"):
+        render_layers(result, tmp_path / "big", backgrounds=shots)
+
+
+def test_rendering_never_overwrites_a_screenshot(tmp_path):
+    result = aggregate(taps_frame(crowd("home", 6)), small_config(k=5), key=KEY)
+    Image.new("RGB", (40, 40), "white").save(tmp_path / "home.png")
+    before = (tmp_path / "home.png").read_bytes()
+    with pytest.raises(HeatengineError, match="would overwrite the screenshot"):
+        render_layers(result, tmp_path, backgrounds=tmp_path)
+    assert (tmp_path / "home.png").read_bytes() == before
+
+
+def test_names_without_ascii_get_stable_distinct_files(tmp_path):
+    rows = crowd("画面", 5) + crowd("設定", 5, x=0.9)
+    result = aggregate(taps_frame(rows), small_config(k=5), key=KEY)
+    names = sorted(r.path.name for r in render_layers(result, tmp_path, legend=False))
+    again = sorted(r.path.name for r in render_layers(result, tmp_path / "b", legend=False))
+    assert names == again
+    assert len(set(names)) == 2
+    assert all(name.startswith("layer-") for name in names)
+
+
+def test_large_grids_get_fewer_pixels_per_cell(tmp_path):
+    config = small_config(k=5, grid=GridSpec(1024, 2048))
+    result = aggregate(taps_frame(crowd("home", 6)), config, key=KEY)
+    rendered = render_layers(result, tmp_path, legend=False)[0]
+    with Image.open(rendered.path) as image:
+        assert image.width * image.height <= 4_000_000
+        assert image.size == (1024, 2048)
+
+
+def test_a_fixed_maximum_below_the_peak_marks_the_top_tick():
+    from heatengine.legend import add_legend
+
+    image = Image.new("RGBA", (400, 100))
+    common = {"title": "t", "caption": (), "colormap": "inferno", "scale": "linear", "unit": "u"}
+    plain = add_legend(image, vmax=10.0, **common)
+    marked = add_legend(image, vmax=10.0, saturated=True, **common)
+    assert np.asarray(plain).tobytes() != np.asarray(marked).tobytes()

@@ -147,3 +147,17 @@ def test_compare_command_writes_panels_and_a_gallery(tmp_path, taps_file):
                    "--labels", "only-one")  # fmt: skip
     assert done.returncode == 2
     assert "--labels takes two names" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--scale-max", "inf"], "--scale-max takes layer, shared or a positive number"),
+        (["--scale-max", "-1"], "--scale-max takes layer, shared or a positive number"),
+        (["--colormap", "diverging"], "is for differences"),
+        (["--min-alpha", "2"], "--min-alpha must be between 0 and 0.9"),
+    ],
+)
+def test_render_options_are_checked_first(options, message, tmp_path, capsys):
+    assert main(["render", str(tmp_path / "no-store"), "--out", str(tmp_path), *options]) == 2
+    assert message in capsys.readouterr().err
