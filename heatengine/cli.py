@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write rejected rows with their reason (no user ids) to FILE (.parquet or .csv)",
     )
+    _add_audit_options(agg)
     agg.add_argument(
         "--streaming",
         action="store_true",
@@ -121,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, type=Path, help="directory for the PNGs")
     _add_render_options(render)
     render.set_defaults(run=run_render)
+    audit = commands.add_parser(
+        "audit",
+        help="check a store's audit log",
+        description="Audit log tools. verify: check the hash chain of STORE/audit.jsonl and "
+        "name the first edited, deleted or reordered entry (exit code 1).",
+    )
+    audit.add_argument("action", choices=("verify",), help="what to do")
+    audit.add_argument("store", type=Path, help="store directory (or an audit.jsonl file)")
+    audit.set_defaults(run=run_audit)
+
     compare = commands.add_parser(
         "compare",
         help="render the difference between two stores, layer by layer",
@@ -226,6 +237,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_audit_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("audit")
+    group.add_argument("--actor", help="who runs this, for the audit log (default: the user)")
+    group.add_argument("--purpose", default="", help="why, for the audit log")
+
+
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("rendering")
     group.add_argument(
@@ -314,6 +331,8 @@ def _progress(step: str, seconds: float) -> None:
 
 def run_aggregate(args: argparse.Namespace) -> int:
     """``heatengine aggregate``."""
+    from heatengine.audit import AUDIT_FILE
+    from heatengine.io import input_files
     from heatengine.pipeline import aggregate
     from heatengine.pseudonym import PseudonymKey
     from heatengine.store import write_quarantine
@@ -322,6 +341,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
     _check_render_options(args)
     key = PseudonymKey.from_file(args.key_file) if args.key_file else None
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     print(f"heatengine {__version__}: aggregating {len(args.inputs)} input(s)", file=sys.stderr)
     heatmaps = aggregate(
         args.inputs if len(args.inputs) > 1 else args.inputs[0],
@@ -331,15 +351,56 @@ def run_aggregate(args: argparse.Namespace) -> int:
         streaming=args.streaming,
     )
     heatmaps.write(args.out)
+    outputs = _store_files(args.out)
     if args.quarantine:
         rows = write_quarantine(heatmaps, args.quarantine)
         print(f"  quarantined rows ({rows:,}) written to {args.quarantine}", file=sys.stderr)
+        outputs.append(args.quarantine)
+    entry = _audit(heatmaps, args, "aggregate", started_at, input_files(args.inputs), outputs)
+    print(f"  audit entry {entry['seq']} appended to {args.out / AUDIT_FILE}", file=sys.stderr)
     images = _render_all(heatmaps, args.png, args) if args.png else []
     print(format_summary(heatmaps, time.perf_counter() - started))
     print(f"store: {args.out}")
     if images:
         print(f"images: {len(images)} PNG(s) in {args.png}")
     return 0
+
+
+def _store_files(store: Path) -> list[Path]:
+    from heatengine.store import CELLS_FILE, GRIDS_FILE, MANIFEST_FILE
+
+    return [store / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
+
+
+def _audit(heatmaps, args, command: str, started_at: datetime, inputs, outputs) -> dict:
+    """Append this run's record to the store's hash-chained audit log."""
+    from heatengine.audit import AUDIT_FILE, append_entry, files_with_hashes, run_record
+
+    record = run_record(
+        heatmaps,
+        command=command,
+        started=started_at,
+        finished=datetime.now(UTC),
+        inputs=files_with_hashes(inputs),
+        outputs=files_with_hashes(outputs),
+        actor=args.actor,
+        purpose=args.purpose,
+    )
+    store = args.out / "store" if command == "demo" else args.out
+    return append_entry(store / AUDIT_FILE, record)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """``heatengine audit verify``."""
+    from heatengine.audit import AUDIT_FILE, verify_log
+
+    log = args.store if args.store.is_file() else args.store / AUDIT_FILE
+    result = verify_log(log)
+    if result.ok:
+        print(f"{log}: {result.entries} entries, hash chain intact")
+        return 0
+    print(f"{log}: entry {result.first_bad} (line {result.first_bad + 1}) fails: {result.reason}")
+    return 1
 
 
 def run_render(args: argparse.Namespace) -> int:
@@ -381,8 +442,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
     # A throw-away key: demo pseudonyms cannot be linked to anything after the run.
     key = PseudonymKey(secrets.token_bytes(32))
+    started_at = datetime.now(UTC)
     heatmaps = aggregate(taps, config, key=key, progress=_progress)
     heatmaps.write(out / "store")
+    args.actor, args.purpose = None, "heatengine demo on generated data"
+    _audit(heatmaps, args, "demo", started_at, [input_path], _store_files(out / "store"))
     if args.backgrounds is None:
         args.backgrounds = screens
     images = _render_all(heatmaps, out / "png", args)

@@ -60,6 +60,23 @@ def scan_batches(source: Sources, text_columns: Iterable[str] = ()) -> list[pl.L
         return [source.lazy()]
     if isinstance(source, pl.LazyFrame):
         return [source]
+    overrides = dict.fromkeys(text_columns, pl.String)
+    frames = [_scan_file(root, file, overrides) for root, file in _input_files(source)]
+    if len(frames) == 1:
+        return frames
+    union = pl.concat(frames, how="diagonal_relaxed").collect_schema()
+    return [_aligned(frame, union) for frame in frames]
+
+
+def input_files(source: Sources) -> list[Path]:
+    """The files a path, glob, directory or list of them stands for (none for frames)."""
+    if isinstance(source, pl.DataFrame | pl.LazyFrame):
+        return []
+    return [file for _, file in _input_files(source)]
+
+
+def _input_files(source: Sources) -> list[tuple[Path, Path]]:
+    """Sorted (root, file) pairs, each file once even when given paths overlap."""
     paths = [source] if isinstance(source, str | os.PathLike) else list(source)
     if not paths:
         msg = "no input given: pass a frame, a file, a directory or a glob"
@@ -68,12 +85,7 @@ def scan_batches(source: Sources, text_columns: Iterable[str] = ()) -> list[pl.L
     for path in paths:
         for root, file in _expand(Path(path)):
             files.setdefault(file.resolve(), (root, file))
-    overrides = dict.fromkeys(text_columns, pl.String)
-    frames = [_scan_file(root, file, overrides) for root, file in sorted(files.values())]
-    if len(frames) == 1:
-        return frames
-    union = pl.concat(frames, how="diagonal_relaxed").collect_schema()
-    return [_aligned(frame, union) for frame in frames]
+    return sorted(files.values())
 
 
 def _aligned(frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:

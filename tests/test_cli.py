@@ -58,6 +58,15 @@ def test_aggregate_and_render_end_to_end(tmp_path, taps_file):
     assert KEY_TEXT not in (store / "manifest.json").read_text()
     rejected = pl.read_parquet(tmp_path / "rejected.parquet")
     assert rejected.height == sum(manifest["stats"]["quarantined"].values())
+    audit = (store / "audit.jsonl").read_text()
+    entry = json.loads(audit)
+    assert entry["rows"]["in"] == 30_000
+    assert entry["key_epoch"] == manifest["stats"]["key_epoch"]
+    assert {o["path"].rsplit("/", 1)[-1] for o in entry["outputs"]} >= {"manifest.json"}
+    raw_ids = pl.read_parquet(taps_file)["user_id"].drop_nulls().unique().head(200).to_list()
+    assert not any(user in audit for user in raw_ids)
+    assert KEY_TEXT not in audit
+    assert run_cli("audit", "verify", str(store)).returncode == 0
 
     pngs = tmp_path / "png"
     done = run_cli("render", str(store), "--out", str(pngs))
