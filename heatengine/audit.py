@@ -144,7 +144,7 @@ def run_record(
         "command": command,
         "started": started.isoformat(),
         "finished": finished.isoformat(),
-        "actor": actor or _default_actor(),
+        "actor": actor or default_actor(),
         "purpose": purpose or "not stated",
         "heatengine_version": __version__,
         "config": heatmaps.config.to_dict(),
@@ -164,7 +164,8 @@ def run_record(
     }
 
 
-def _default_actor() -> str:
+def default_actor() -> str:
+    """The user running heatengine, for audit entries."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -122,6 +122,34 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", required=True, type=Path, help="directory for the PNGs")
     _add_render_options(render)
     render.set_defaults(run=run_render)
+    nightly = commands.add_parser(
+        "nightly",
+        help="aggregate one day into its partial and publish the day's window",
+        description=(
+            "Under a lock on the store: purge partials older than the retention window, "
+            "read INPUT/date=DATE/, store that day's partial (owner-only, the only place "
+            "pseudonymised data is kept), merge the partials of the day's tumbling window "
+            "and publish it to STORE/windows/FIRST_LAST/ (cells, grids, manifest, PNGs, "
+            "index.html), and log the run in STORE/audit.jsonl. Safe to re-run. Rolling "
+            "(overlapping) windows are not offered: differences between consecutive windows "
+            "could reveal small groups of users."
+        ),
+    )
+    nightly.add_argument("--input", required=True, type=Path, help="folder of date=... parts")
+    nightly.add_argument("--store", required=True, type=Path, help="the store directory")
+    nightly.add_argument(
+        "--date", required=True, type=_parse_day, help="the day to process (YYYY-MM-DD)"
+    )
+    nightly.add_argument("--window", type=int, default=7, help="days per tumbling window")
+    nightly.add_argument("--key-file", type=Path, help="file holding the pseudonymisation key")
+    nightly.add_argument(
+        "--now", type=_parse_time, help="the run's clock for retention (default: now)"
+    )
+    _add_config_options(nightly)
+    _add_audit_options(nightly)
+    _add_render_options(nightly)
+    nightly.set_defaults(run=run_nightly_command)
+
     audit = commands.add_parser(
         "audit",
         help="check a store's audit log",
@@ -286,6 +314,16 @@ def _parse_grid(text: str) -> GridSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _parse_day(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        msg = f"expected a day as YYYY-MM-DD, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
@@ -388,6 +426,37 @@ def _audit(heatmaps, args, command: str, started_at: datetime, inputs, outputs) 
     )
     store = args.out / "store" if command == "demo" else args.out
     return append_entry(store / AUDIT_FILE, record)
+
+
+def run_nightly_command(args: argparse.Namespace) -> int:
+    """``heatengine nightly``."""
+    from heatengine.nightly import run_nightly
+    from heatengine.pseudonym import PseudonymKey
+
+    config = _config_from(args)
+    _check_render_options(args)
+    key = PseudonymKey.from_file(args.key_file) if args.key_file else None
+    started = time.perf_counter()
+    print(f"heatengine {__version__}: nightly {args.date} -> {args.store}", file=sys.stderr)
+    result = run_nightly(
+        args.input,
+        args.store,
+        args.date,
+        config=config,
+        window=args.window,
+        key=key,
+        now=args.now,
+        actor=args.actor,
+        purpose=args.purpose,
+        render=lambda heatmaps, folder: _render_all(heatmaps, folder / "png", args),
+    )
+    if result.purged:
+        days = ", ".join(d.isoformat() for d in result.purged)
+        print(f"  purged partials past retention: {days}", file=sys.stderr)
+    first, last = result.window
+    print(format_summary(result.heatmaps, time.perf_counter() - started))
+    print(f"window {first} to {last} from {len(result.days_merged)} day(s): {result.window_dir}")
+    return 0
 
 
 def run_audit(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -105,10 +106,60 @@ def aggregate(
     20000
     """
     config = config or AggregateConfig()
-    clock = _Clock(progress)
     as_of = config.as_of or datetime.now(UTC)
-    text_columns = text_source_columns(config)
-    batches = scan_batches(source, text_columns)
+    clock = _Clock(progress)
+    partial, counts, quarantine = build_partial(
+        source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, streaming=streaming
+    )
+    heatmaps = publish(partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine)
+    clock.lap("suppress and smooth")
+    return heatmaps
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """Where the rows behind a partial went, and how ids were handled."""
+
+    rows_in: int
+    rows_eligible: int
+    quarantined: dict[str, int]
+    excluded: dict[str, int]
+    dropped_columns: list[str]
+    consent_assumed: bool
+    user_column: str
+    key_epoch: str | None
+
+    def merged(self, other: RowCounts) -> RowCounts:
+        """The counts of two sets of rows together."""
+
+        def add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+            return {r: a.get(r, 0) + b.get(r, 0) for r in REASON_CODES if a.get(r) or b.get(r)}
+
+        return RowCounts(
+            rows_in=self.rows_in + other.rows_in,
+            rows_eligible=self.rows_eligible + other.rows_eligible,
+            quarantined=add(self.quarantined, other.quarantined),
+            excluded=add(self.excluded, other.excluded),
+            dropped_columns=sorted({*self.dropped_columns, *other.dropped_columns}),
+            consent_assumed=self.consent_assumed or other.consent_assumed,
+            user_column=self.user_column,
+            key_epoch=self.key_epoch,
+        )
+
+
+def build_partial(
+    source: Sources,
+    config: AggregateConfig,
+    *,
+    as_of: datetime,
+    key: PseudonymKey | None = None,
+    chunks: int | None = None,
+    clock: _Clock | None = None,
+    streaming: bool = False,
+) -> tuple[Partial, RowCounts, pl.DataFrame]:
+    """Read, validate and bin: the mergeable partial, row counts and quarantined rows."""
+    clock = clock or _Clock(None)
+    batches = scan_batches(source, text_source_columns(config))
     if not streaming and len(batches) > 1:
         batches = [pl.concat(batches, how="vertical")]
     reasons = dict.fromkeys(REASON_CODES, 0)
@@ -134,10 +185,7 @@ def aggregate(
             parts = [merge_partials(parts, chunks)]
         clock.lap(f"file {number}/{len(batches)}" if streaming else "bin")
     partial = parts[0] if len(parts) == 1 else merge_partials(parts, chunks)
-    heatmaps = _publish(partial, config, chunks)
-    clock.lap("suppress and smooth")
-
-    stats = RunStats(
+    counts = RowCounts(
         rows_in=rows_in,
         rows_eligible=rows_eligible,
         quarantined={r: reasons[r] for r in QUARANTINE_REASONS if reasons[r]},
@@ -145,11 +193,40 @@ def aggregate(
         dropped_columns=list(columns.dropped),
         consent_assumed=not columns.has_consent,
         user_column=columns.user,
+        key_epoch=key.epoch if key is not None and columns.user == "user_id" else None,
+    )
+    return partial, counts, pl.concat(quarantines, how="vertical")
+
+
+def publish(
+    partial: Partial,
+    counts: RowCounts,
+    config: AggregateConfig,
+    *,
+    as_of: datetime,
+    window_start: datetime | None = None,
+    chunks: int | None = None,
+    quarantine: pl.DataFrame | None = None,
+) -> HeatmapSet:
+    """Suppress, smooth and tabulate a fully merged partial into a :class:`HeatmapSet`.
+
+    ``window_start`` defaults to the retention horizon before ``as_of``.
+    """
+    heatmaps = _publish(partial, config, chunks)
+    start = window_start or as_of - timedelta(days=config.privacy.retention_days)
+    stats = RunStats(
+        rows_in=counts.rows_in,
+        rows_eligible=counts.rows_eligible,
+        quarantined=counts.quarantined,
+        excluded=counts.excluded,
+        dropped_columns=counts.dropped_columns,
+        consent_assumed=counts.consent_assumed,
+        user_column=counts.user_column,
         as_of=as_of.isoformat(),
-        window_start=(as_of - timedelta(days=config.privacy.retention_days)).isoformat(),
+        window_start=start.isoformat(),
         suppression=heatmaps.suppression,
         published_taps=int(heatmaps.layers["taps"].sum()) if heatmaps.layers.height else 0,
-        key_epoch=key.epoch if key is not None and columns.user == "user_id" else None,
+        key_epoch=counts.key_epoch,
     )
     return HeatmapSet(
         config=config,
@@ -157,7 +234,7 @@ def aggregate(
         cells=heatmaps.cells,
         grids=heatmaps.grids,
         stats=stats,
-        quarantine=pl.concat(quarantines, how="vertical"),
+        quarantine=pl.DataFrame() if quarantine is None else quarantine,
     )
 
 

@@ -170,3 +170,25 @@ def test_compare_command_writes_panels_and_a_gallery(tmp_path, taps_file):
 def test_render_options_are_checked_first(options, message, tmp_path, capsys):
     assert main(["render", str(tmp_path / "no-store"), "--out", str(tmp_path), *options]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_nightly_command(tmp_path):
+    lake = tmp_path / "lake" / "date=2026-11-29"
+    lake.mkdir(parents=True)
+    taps = generate_taps(20_000, seed=6).with_columns(ts=pl.lit("2026-11-29T12:00:00"))
+    taps.write_parquet(lake / "part-0.parquet")
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY_TEXT)
+    args = ["nightly", "--input", str(tmp_path / "lake"), "--store", str(tmp_path / "store"),
+            "--date", "2026-11-29", "--now", "2026-11-30T03:00", "--key-file", str(key_file),
+            "--k", "5", "--window", "7"]  # fmt: skip
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "window 2026-11-26 to 2026-12-02 from 1 day(s)" in done.stdout
+    window = tmp_path / "store" / "windows" / "2026-11-26_2026-12-02"
+    assert (window / "manifest.json").is_file()
+    assert (window / "png" / "index.html").is_file()
+    assert run_cli("audit", "verify", str(tmp_path / "store")).returncode == 0
+    too_old = run_cli(*args[:5], "--date", "2026-09-01", *args[7:])
+    assert too_old.returncode == 2
+    assert "older than the retention window" in too_old.stderr
