@@ -45,14 +45,17 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 def _last_entry(path: Path) -> dict[str, Any] | None:
+    """The last complete entry; a torn last line (a run killed mid-write) is cut off."""
     if not path.exists():
         return None
-    last = None
-    with open(path, "rb") as handle:
-        for line in handle:
-            if line.strip():
-                last = line
-    return None if last is None else json.loads(last)
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+        data = data[:cut]
+    lines = [line for line in data.splitlines() if line.strip()]
+    return json.loads(lines[-1]) if lines else None
 
 
 def append_entry(path: str | os.PathLike[str], record: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ A run for day D, under a lock on the store:
 3. reads only ``INPUT/date=D/`` and stores the day's partial (owner-only);
 4. merges the partials of D's tumbling window (windows of ``window`` days counted
    from 1970-01-01, so every day belongs to exactly one) and publishes the window under
-   ``STORE/windows/START_END/`` (cells, grids, manifest, PNGs, gallery);
+   ``STORE/windows/START_END`` (cells, grids, manifest, PNGs, gallery), a link switched
+   atomically to a complete new version;
 5. appends run and purge entries to the hash-chained ``STORE/audit.jsonl``, naming the
    days of pseudonymised data it read.
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -51,6 +54,7 @@ from heatengine.store import CELLS_FILE, GRIDS_FILE, MANIFEST_FILE
 
 LOCK_FILE = ".lock"
 WINDOWS_DIR = "windows"
+VERSIONS_DIR = ".versions"
 WINDOW_ORIGIN = date(1970, 1, 1)
 
 
@@ -178,6 +182,7 @@ def run_nightly(
     started = now or datetime.now(UTC)
     horizon = started.date() - timedelta(days=config.privacy.retention_days)
     with StoreLock(store):
+        _remove_leftovers(store)
         purged = tuple(purge_days_before(store, horizon))
         if purged:
             _log_purge(store, purged, horizon, started, actor)
@@ -200,10 +205,8 @@ def run_nightly(
         days = tuple(d for d in stored_days(store) if first <= d <= last and d >= horizon)
         heatmaps = _publish_window(store, days, config, first, last)
         window_dir = store / WINDOWS_DIR / f"{first.isoformat()}_{last.isoformat()}"
-        heatmaps.write(window_dir)
-        if render is not None:
-            render(heatmaps, window_dir)
-        outputs = [window_dir / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
+        version = _publish_atomically(heatmaps, window_dir, render)
+        outputs = [version / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
         record = run_record(
             heatmaps,
             command=f"nightly {day.isoformat()}",
@@ -218,6 +221,46 @@ def run_nightly(
         record["window"] = [first.isoformat(), last.isoformat()]
         append_entry(store / AUDIT_FILE, record)
     return NightlyResult(day, (first, last), window_dir, days, purged, heatmaps)
+
+
+def _publish_atomically(
+    heatmaps: HeatmapSet, window_dir: Path, render: Callable[[HeatmapSet, Path], object] | None
+) -> Path:
+    """Write a complete new version of a window, then switch its link to it in one step.
+
+    ``windows/FIRST_LAST`` is a symbolic link to ``windows/.versions/FIRST_LAST.TOKEN``;
+    replacing a link is atomic, so a reader, or a run killed at any moment, sees either
+    the old window or the new one, never a mixture.
+    """
+    versions = window_dir.parent / VERSIONS_DIR
+    versions.mkdir(parents=True, exist_ok=True)
+    version = versions / f"{window_dir.name}.{secrets.token_hex(6)}"
+    heatmaps.write(version)
+    if render is not None:
+        render(heatmaps, version)
+    previous = window_dir.resolve() if window_dir.is_symlink() else None
+    link = window_dir.parent / f".{window_dir.name}.{secrets.token_hex(6)}.link"
+    link.symlink_to(Path(VERSIONS_DIR) / version.name)
+    os.replace(link, window_dir)
+    if previous is not None and previous != version.resolve():
+        shutil.rmtree(previous, ignore_errors=True)
+    return version
+
+
+def _remove_leftovers(store: Path) -> None:
+    """Delete what a killed run left: unlinked window versions, links and partial drafts."""
+    windows = store / WINDOWS_DIR
+    if windows.is_dir():
+        live = {p.resolve() for p in windows.iterdir() if p.is_symlink()}
+        for version in (windows / VERSIONS_DIR).glob("*"):
+            if version.resolve() not in live:
+                shutil.rmtree(version, ignore_errors=True)
+        for link in windows.glob(".*.link"):
+            link.unlink(missing_ok=True)
+    partials = store / "partials"
+    if partials.is_dir():
+        for draft in [*partials.glob(".*.tmp"), *partials.glob(".*.old")]:
+            shutil.rmtree(draft, ignore_errors=True)
 
 
 def _publish_window(

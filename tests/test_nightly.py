@@ -105,7 +105,8 @@ def test_reruns_and_out_of_order_days_give_identical_outputs(lake, tmp_path):
         run_nightly(lake, in_order, day, config=CONFIG, key=KEY, now=now)
 
     def windows(store):
-        return {w.name: published(w) for w in sorted((store / "windows").iterdir())}
+        links = (w for w in (store / "windows").iterdir() if not w.name.startswith("."))
+        return {w.name: published(w) for w in sorted(links)}
 
     final = windows(in_order)
     assert len(final) == 2  # the days span two tumbling windows
@@ -153,3 +154,44 @@ def test_partials_are_private_and_published_files_are_not(lake, tmp_path):
         assert stat.S_IMODE(file.stat().st_mode) == 0o600
     for file in ("cells.parquet", "manifest.json"):
         assert stat.S_IMODE((result.window_dir / file).stat().st_mode) & 0o044
+
+
+def test_a_run_killed_at_any_moment_leaves_a_consistent_store(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from heatengine import read
+
+    lake = tmp_path / "lake"
+    for day in (date(2026, 11, 27), date(2026, 11, 28)):
+        folder = lake / f"date={day.isoformat()}"
+        folder.mkdir(parents=True)
+        taps = generate_taps(150_000, seed=day.day).with_columns(ts=pl.lit(at_noon(day)))
+        taps.write_parquet(folder / "part-0.parquet")
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"k" * 40)
+    store = tmp_path / "store"
+
+    def nightly(day: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "heatengine.cli", "nightly", "--input", str(lake),
+                   "--store", str(store), "--date", day, "--now", "2026-11-30T03:00",
+                   "--key-file", str(key_file), "--k", "5", "--no-legend"]  # fmt: skip
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    assert nightly("2026-11-27").wait() == 0
+    window = store / "windows" / "2026-11-26_2026-12-02"
+    for delay in (0.3, 0.6, 0.8, 1.0, 1.15, 1.3, 1.45):  # the run takes about 1.5 s
+        run = nightly("2026-11-28")
+        time.sleep(delay)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        read(window)  # checks every file against the manifest's hashes
+        assert verify_log(store / "audit.jsonl").ok
+        visible = [p for p in window.resolve().rglob("*") if p.name.endswith(".tmp")]
+        assert visible == []
+    assert nightly("2026-11-28").wait() == 0
+    assert read(window).stats.rows_in == 300_000
+    versions = list((store / "windows" / ".versions").iterdir())
+    assert versions == [window.resolve()]  # leftovers of killed runs are gone
