@@ -7,6 +7,7 @@ code 2; nothing here prints a traceback for them.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import secrets
 import sys
@@ -141,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--date", required=True, type=_parse_day, help="the day to process (YYYY-MM-DD)"
     )
     nightly.add_argument("--window", type=int, default=7, help="days per tumbling window")
+    nightly.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one JSON object per line on stderr, for schedulers",
+    )
     nightly.add_argument("--key-file", type=Path, help="file holding the pseudonymisation key")
     nightly.add_argument(
         "--now", type=_parse_time, help="the run's clock for retention (default: now)"
@@ -363,8 +370,20 @@ def _config_from(args: argparse.Namespace) -> AggregateConfig:
         raise HeatengineError(str(exc)) from None
 
 
+_LOG = {"json": False}
+
+
+def _log(event: str, text: str, **fields: object) -> None:
+    """A log line on stderr: plain text, or one JSON object per line (--log-format json)."""
+    if _LOG["json"]:
+        record = {"time": datetime.now(UTC).isoformat(), "event": event, **fields}
+        print(json.dumps(record, default=str), file=sys.stderr, flush=True)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def _progress(step: str, seconds: float) -> None:
-    print(f"  {step:<22} {seconds:6.2f} s", file=sys.stderr)
+    _log("step", f"  {step:<22} {seconds:6.2f} s", step=step, seconds=round(seconds, 3))
 
 
 def run_aggregate(args: argparse.Namespace) -> int:
@@ -433,11 +452,13 @@ def run_nightly_command(args: argparse.Namespace) -> int:
     from heatengine.nightly import run_nightly
     from heatengine.pseudonym import PseudonymKey
 
+    _LOG["json"] = args.log_format == "json"
     config = _config_from(args)
     _check_render_options(args)
     key = PseudonymKey.from_file(args.key_file) if args.key_file else None
     started = time.perf_counter()
-    print(f"heatengine {__version__}: nightly {args.date} -> {args.store}", file=sys.stderr)
+    _log("start", f"heatengine {__version__}: nightly {args.date} -> {args.store}",
+         day=args.date, store=args.store, version=__version__)  # fmt: skip
     result = run_nightly(
         args.input,
         args.store,
@@ -452,9 +473,19 @@ def run_nightly_command(args: argparse.Namespace) -> int:
     )
     if result.purged:
         days = ", ".join(d.isoformat() for d in result.purged)
-        print(f"  purged partials past retention: {days}", file=sys.stderr)
+        _log("purge", f"  purged partials past retention: {days}", days=result.purged)
     first, last = result.window
-    print(format_summary(result.heatmaps, time.perf_counter() - started))
+    seconds = time.perf_counter() - started
+    _log(
+        "finish",
+        f"  finished in {seconds:.1f} s",
+        window=[first, last],
+        days_merged=result.days_merged,
+        window_dir=result.window_dir,
+        seconds=round(seconds, 3),
+        stats=result.heatmaps.stats.publishable(),
+    )
+    print(format_summary(result.heatmaps, seconds))
     print(f"window {first} to {last} from {len(result.days_merged)} day(s): {result.window_dir}")
     return 0
 
@@ -635,11 +666,16 @@ def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list:
     )
     unknown = sorted(set(args.screenshots) - set(heatmaps.layers["screen"].to_list()))
     if unknown:
-        print(f"  warning: the screenshot mapping names screens with no published layer: "
-              f"{', '.join(unknown)}", file=sys.stderr)  # fmt: skip
+        text = f"the screenshot mapping names screens with no published layer: {unknown}"
+        _log("warning", f"  warning: {text}", message=text)
     for layer in rendered:
         for warning in layer.warnings:
-            print(f"  warning: {layer.title}: {warning}", file=sys.stderr)
+            _log(
+                "warning",
+                f"  warning: {layer.title}: {warning}",
+                layer=layer.title,
+                message=warning,
+            )
     write_layer_gallery(heatmaps, directory, rendered)
     _progress("render PNGs and gallery", time.perf_counter() - started)
     return rendered
@@ -647,7 +683,7 @@ def _render_all(heatmaps, directory: Path, args: argparse.Namespace) -> list:
 
 def _progress_bar(label: str):
     """A one-line progress bar on a terminal; nothing when stderr is a file or pipe."""
-    if not sys.stderr.isatty():
+    if not sys.stderr.isatty() or _LOG["json"]:
         return None
 
     def show(done: int, total: int) -> None:

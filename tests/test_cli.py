@@ -189,6 +189,12 @@ def test_nightly_command(tmp_path):
     assert (window / "manifest.json").is_file()
     assert (window / "png" / "index.html").is_file()
     assert run_cli("audit", "verify", str(tmp_path / "store")).returncode == 0
+    logged = run_cli(*args, "--log-format", "json")
+    assert logged.returncode == 0, logged.stderr
+    events = [json.loads(line) for line in logged.stderr.splitlines()]
+    assert events[0]["event"] == "start"
+    assert events[-1]["event"] == "finish"
+    assert events[-1]["stats"]["rows_in"] == 20_000
     too_old = run_cli(*args[:5], "--date", "2026-09-01", *args[7:])
     assert too_old.returncode == 2
     assert "older than the retention window" in too_old.stderr
