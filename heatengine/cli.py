@@ -13,6 +13,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write rejected rows with their reason (no user ids) to FILE (.parquet or .csv)",
     )
     _add_audit_options(agg)
+    _add_cluster_options(agg)
     agg.add_argument(
         "--streaming",
         action="store_true",
@@ -154,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(nightly)
     _add_audit_options(nightly)
+    _add_cluster_options(nightly)
     _add_render_options(nightly)
     nightly.set_defaults(run=run_nightly_command)
 
@@ -270,6 +273,42 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="fail instead of quarantining bad rows"
     )
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Dask (pip install heatengine[dask])")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tls://host:8786"
+    )
+    where.add_argument(
+        "--local-workers", type=int, metavar="N", help="start N local worker processes for the run"
+    )
+
+
+def _cluster_client(args: argparse.Namespace):
+    """A Dask client when --scheduler or --local-workers asks for one, else None."""
+    if args.scheduler is None and args.local_workers is None:
+        return None
+    from heatengine.distributed import _require_dask, local_client
+
+    _require_dask()
+    if args.local_workers is not None:
+        if args.local_workers < 1:
+            msg = f"--local-workers must be at least 1, got {args.local_workers}"
+            raise HeatengineError(msg)
+        return local_client(args.local_workers)
+    from distributed import Client
+
+    return Client(args.scheduler, timeout="30s")
+
+
+def _close_client(client) -> None:
+    """Close the client, and the local cluster when --local-workers started one."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 def _add_audit_options(parser: argparse.ArgumentParser) -> None:
@@ -400,13 +439,24 @@ def run_aggregate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     print(f"heatengine {__version__}: aggregating {len(args.inputs)} input(s)", file=sys.stderr)
-    heatmaps = aggregate(
-        args.inputs if len(args.inputs) > 1 else args.inputs[0],
-        config,
-        key=key,
-        progress=_progress,
-        streaming=args.streaming,
-    )
+    client = _cluster_client(args)
+    if client is None:
+        heatmaps = aggregate(
+            args.inputs if len(args.inputs) > 1 else args.inputs[0],
+            config,
+            key=key,
+            progress=_progress,
+            streaming=args.streaming,
+        )
+    else:
+        from heatengine import distributed
+
+        try:
+            config = config if config.as_of else replace(config, as_of=started_at)
+            heatmaps = distributed.aggregate(args.inputs, config, client, key_file=args.key_file)
+        finally:
+            _close_client(client)
+        _progress("aggregate on Dask", time.perf_counter() - started)
     heatmaps.write(args.out)
     outputs = _store_files(args.out)
     if args.quarantine:
@@ -459,6 +509,14 @@ def run_nightly_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _log("start", f"heatengine {__version__}: nightly {args.date} -> {args.store}",
          day=args.date, store=args.store, version=__version__)  # fmt: skip
+    client = _cluster_client(args)
+    builder = None
+    if client is not None:
+        from heatengine.distributed import build_partial_distributed
+
+        def builder(source, day_config, *, as_of, key):
+            return build_partial_distributed([source], day_config, client, key_file=args.key_file)
+
     result = run_nightly(
         args.input,
         args.store,
@@ -470,7 +528,10 @@ def run_nightly_command(args: argparse.Namespace) -> int:
         actor=args.actor,
         purpose=args.purpose,
         render=lambda heatmaps, folder: _render_all(heatmaps, folder / "png", args),
+        builder=builder,
     )
+    if client is not None:
+        _close_client(client)
     if result.purged:
         days = ", ".join(d.isoformat() for d in result.purged)
         _log("purge", f"  purged partials past retention: {days}", days=result.purged)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob as globbing
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -49,6 +50,32 @@ def scan_taps(source: Sources, text_columns: Iterable[str] = ()) -> pl.LazyFrame
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
 
 
+@dataclass(frozen=True)
+class FilePlan:
+    """How to scan one input file so it lines up with its siblings; picklable, so a
+    worker on another machine can scan the file itself."""
+
+    root: Path
+    file: Path
+    text_columns: tuple[str, ...]
+    schema: pl.Schema | None = None
+
+    def scan(self) -> pl.LazyFrame:
+        """The file as a LazyFrame, aligned to the common schema when there is one."""
+        frame = _scan_file(self.root, self.file, dict.fromkeys(self.text_columns, pl.String))
+        return frame if self.schema is None else _aligned(frame, self.schema)
+
+
+def plan_files(source: Sources, text_columns: Iterable[str] = ()) -> list[FilePlan]:
+    """One :class:`FilePlan` per input file, sharing the schema the files agree on."""
+    texts = tuple(text_columns)
+    plans = [FilePlan(root, file, texts) for root, file in _input_files(source)]
+    if len(plans) == 1:
+        return plans
+    union = pl.concat([p.scan() for p in plans], how="diagonal_relaxed").collect_schema()
+    return [replace(p, schema=union) for p in plans]
+
+
 def scan_batches(source: Sources, text_columns: Iterable[str] = ()) -> list[pl.LazyFrame]:
     """One LazyFrame per input file (or the frame given), all with the same schema.
 
@@ -60,12 +87,7 @@ def scan_batches(source: Sources, text_columns: Iterable[str] = ()) -> list[pl.L
         return [source.lazy()]
     if isinstance(source, pl.LazyFrame):
         return [source]
-    overrides = dict.fromkeys(text_columns, pl.String)
-    frames = [_scan_file(root, file, overrides) for root, file in _input_files(source)]
-    if len(frames) == 1:
-        return frames
-    union = pl.concat(frames, how="diagonal_relaxed").collect_schema()
-    return [_aligned(frame, union) for frame in frames]
+    return [plan.scan() for plan in plan_files(source, text_columns)]
 
 
 def input_files(source: Sources) -> list[Path]:

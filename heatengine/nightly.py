@@ -154,6 +154,7 @@ def run_nightly(
     actor: str | None = None,
     purpose: str = "",
     render: Callable[[HeatmapSet, Path], object] | None = None,
+    builder: Callable[..., tuple] | None = None,
 ) -> NightlyResult:
     """Aggregate one day into its partial and publish the day's window.
 
@@ -176,6 +177,10 @@ def run_nightly(
         The run's clock (default: now), deciding what retention purges.
     render
         Called with the published window and its folder, e.g. to write PNGs.
+    builder
+        Builds the day's partial: ``builder(partition, config, as_of=..., key=...)``
+        returning (partial, row counts, quarantine); default
+        :func:`heatengine.pipeline.build_partial` (a Dask cluster's in the CLI).
     """
     config = config or AggregateConfig()
     store = Path(store)
@@ -198,7 +203,8 @@ def run_nightly(
             raise HeatengineError(msg)
         day_end = _midnight(day + timedelta(days=1))
         day_config = replace(config, as_of=day_end)
-        partial, counts, _ = build_partial(partition, day_config, as_of=day_end, key=key)
+        build = builder or build_partial
+        partial, counts, _ = build(partition, day_config, as_of=day_end, key=key)
         save_day(store, day, partial, counts, config)
 
         first, last = tumbling_window(day, window)
