@@ -24,10 +24,10 @@ import polars as pl
 
 from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
-from heatengine.heatmaps import HeatmapSet
+from heatengine.heatmaps import HeatmapSet, RowCounts
 from heatengine.io import FilePlan, plan_files
 from heatengine.partial import Partial, merge_partials
-from heatengine.pipeline import RowCounts, build_partial, publish
+from heatengine.pipeline import build_partial, publish
 from heatengine.pseudonym import PseudonymKey
 from heatengine.schema import text_source_columns
 

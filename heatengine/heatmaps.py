@@ -12,17 +12,17 @@ import polars as pl
 
 from heatengine.config import AggregateConfig
 from heatengine.privacy import SuppressionStats
+from heatengine.schema import EXCLUSION_REASONS, QUARANTINE_REASONS
+
+#: Every row reason, in the order they are checked.
+REASON_NAMES = EXCLUSION_REASONS + QUARANTINE_REASONS
 
 LayerRef = str | int | Mapping[str, str]
 
 
 @dataclass(frozen=True)
-class RunStats:
-    """Every count a run reports.
-
-    Row counts always satisfy ``rows_in == rows_eligible + sum(quarantined.values())
-    + sum(excluded.values())``. Published totals are derived from the suppressed grid.
-    """
+class RowCounts:
+    """Where the rows behind a partial went, and how ids were handled."""
 
     rows_in: int
     rows_eligible: int
@@ -31,11 +31,38 @@ class RunStats:
     dropped_columns: list[str]
     consent_assumed: bool
     user_column: str
+    key_epoch: str | None
+
+    def merged(self, other: RowCounts) -> RowCounts:
+        """The counts of two sets of rows together."""
+
+        def add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+            return {r: a.get(r, 0) + b.get(r, 0) for r in REASON_NAMES if a.get(r) or b.get(r)}
+
+        return RowCounts(
+            rows_in=self.rows_in + other.rows_in,
+            rows_eligible=self.rows_eligible + other.rows_eligible,
+            quarantined=add(self.quarantined, other.quarantined),
+            excluded=add(self.excluded, other.excluded),
+            dropped_columns=sorted({*self.dropped_columns, *other.dropped_columns}),
+            consent_assumed=self.consent_assumed or other.consent_assumed,
+            user_column=self.user_column,
+            key_epoch=self.key_epoch,
+        )
+
+
+@dataclass(frozen=True)
+class RunStats(RowCounts):
+    """Every count a run reports: its rows (see :class:`RowCounts`), window and results.
+
+    Row counts always satisfy ``rows_in == rows_eligible + sum(quarantined.values())
+    + sum(excluded.values())``. Published totals are derived from the suppressed grid.
+    """
+
     as_of: str
     window_start: str
     suppression: SuppressionStats
     published_taps: int
-    key_epoch: str | None = None
 
     @property
     def rows_quarantined(self) -> int:

@@ -22,8 +22,8 @@ import polars as pl
 
 from heatengine.config import AggregateConfig, GridSpec
 from heatengine.errors import StoreError
+from heatengine.heatmaps import RowCounts
 from heatengine.partial import Partial
-from heatengine.pipeline import RowCounts
 from heatengine.store import write_npz
 
 PARTIALS_DIR = "partials"

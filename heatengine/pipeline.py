@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -17,7 +17,7 @@ import polars as pl
 
 from heatengine.config import AggregateConfig
 from heatengine.errors import QuarantineError
-from heatengine.heatmaps import HeatmapSet, RunStats
+from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
 from heatengine.partial import Partial, count, merge_partials, partial_from_taps
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
@@ -116,37 +116,6 @@ def aggregate(
     return heatmaps
 
 
-@dataclass(frozen=True)
-class RowCounts:
-    """Where the rows behind a partial went, and how ids were handled."""
-
-    rows_in: int
-    rows_eligible: int
-    quarantined: dict[str, int]
-    excluded: dict[str, int]
-    dropped_columns: list[str]
-    consent_assumed: bool
-    user_column: str
-    key_epoch: str | None
-
-    def merged(self, other: RowCounts) -> RowCounts:
-        """The counts of two sets of rows together."""
-
-        def add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-            return {r: a.get(r, 0) + b.get(r, 0) for r in REASON_CODES if a.get(r) or b.get(r)}
-
-        return RowCounts(
-            rows_in=self.rows_in + other.rows_in,
-            rows_eligible=self.rows_eligible + other.rows_eligible,
-            quarantined=add(self.quarantined, other.quarantined),
-            excluded=add(self.excluded, other.excluded),
-            dropped_columns=sorted({*self.dropped_columns, *other.dropped_columns}),
-            consent_assumed=self.consent_assumed or other.consent_assumed,
-            user_column=self.user_column,
-            key_epoch=self.key_epoch,
-        )
-
-
 def build_partial(
     source: Sources,
     config: AggregateConfig,
@@ -215,18 +184,11 @@ def publish(
     heatmaps = _publish(partial, config, chunks)
     start = window_start or as_of - timedelta(days=config.privacy.retention_days)
     stats = RunStats(
-        rows_in=counts.rows_in,
-        rows_eligible=counts.rows_eligible,
-        quarantined=counts.quarantined,
-        excluded=counts.excluded,
-        dropped_columns=counts.dropped_columns,
-        consent_assumed=counts.consent_assumed,
-        user_column=counts.user_column,
+        **{f.name: getattr(counts, f.name) for f in fields(RowCounts)},
         as_of=as_of.isoformat(),
         window_start=start.isoformat(),
         suppression=heatmaps.suppression,
         published_taps=int(heatmaps.layers["taps"].sum()) if heatmaps.layers.height else 0,
-        key_epoch=counts.key_epoch,
     )
     return HeatmapSet(
         config=config,
