@@ -21,7 +21,7 @@ from heatengine.errors import HeatengineError
 from heatengine.heatmaps import HeatmapSet
 from heatengine.legend import layer_caption, layer_title
 from heatengine.render import (
-    SCALES,
+    check_scale,
     find_background,
     layer_file_stems,
     open_screenshot,
@@ -140,9 +140,7 @@ def render_layers(
         Called with ``(done, total)`` after each layer.
     """
     get_colormap(colormap)  # fail before writing anything
-    if scale not in SCALES:
-        msg = f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}"
-        raise HeatengineError(msg)
+    check_scale(scale)
     vmax_for = _vmax_for(heatmaps, scale_max)
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)

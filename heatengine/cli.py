@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from heatengine._version import __version__
@@ -360,9 +360,7 @@ def _parse_grid(text: str) -> GridSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parse_day(text: str):
-    from datetime import date
-
+def _parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:

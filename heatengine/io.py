@@ -31,25 +31,6 @@ Source = pl.DataFrame | pl.LazyFrame | str | os.PathLike[str]
 Sources = Source | Sequence[str | os.PathLike[str]]
 
 
-def scan_taps(source: Sources, text_columns: Iterable[str] = ()) -> pl.LazyFrame:
-    """A LazyFrame over a frame, a path, a glob, a directory or a list of paths.
-
-    Files are scanned one by one and stacked by column name, so a column that only some
-    files have is null in the others (never silently dropped); hive ``key=value`` folder
-    values are text. ``text_columns`` are read as text from CSV and NDJSON, so ids such
-    as ``007`` are not turned into numbers; each file is read once even when two given
-    paths overlap.
-
-    Raises
-    ------
-    HeatengineError
-        When a path does not exist, a directory or glob holds no supported file, or a
-        file has an unsupported extension.
-    """
-    frames = scan_batches(source, text_columns)
-    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
-
-
 @dataclass(frozen=True)
 class FilePlan:
     """How to scan one input file so it lines up with its siblings; picklable, so a
@@ -79,7 +60,7 @@ def plan_files(source: Sources, text_columns: Iterable[str] = ()) -> list[FilePl
 def scan_batches(source: Sources, text_columns: Iterable[str] = ()) -> list[pl.LazyFrame]:
     """One LazyFrame per input file (or the frame given), all with the same schema.
 
-    Stacking them gives :func:`scan_taps`; processing them one at a time bounds memory
+    Stacking them gives the whole input; processing them one at a time bounds memory
     by the largest file. A column missing from a file is null there, and every column
     has the type the files agree on.
     """

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from heatengine.colormaps import get_colormap
-from heatengine.render import LOG_DECADES, apply_scale
+from heatengine.render import LOG_DECADES, check_scale
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -36,7 +36,7 @@ def unscale(position: np.ndarray, scale: str) -> np.ndarray:
         return position**2
     if scale == "log":
         return (10.0 ** (position * LOG_DECADES) - 1.0) / (10.0**LOG_DECADES - 1.0)
-    apply_scale(position, scale)  # raises for an unknown scale
+    check_scale(scale)
     return position
 
 

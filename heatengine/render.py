@@ -166,14 +166,19 @@ def apply_scale(normalised: np.ndarray, scale: str) -> np.ndarray:
     >>> apply_scale(np.array([0.0, 0.25, 1.0]), "sqrt").tolist()
     [0.0, 0.5, 1.0]
     """
-    if scale == "linear":
-        return normalised
     if scale == "sqrt":
         return np.sqrt(normalised)
     if scale == "log":
         return np.log10(1.0 + (10.0**LOG_DECADES - 1.0) * normalised) / LOG_DECADES
-    msg = f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}"
-    raise HeatengineError(msg)
+    check_scale(scale)
+    return normalised
+
+
+def check_scale(scale: str) -> None:
+    """Raise for a scale name that is not one of :data:`SCALES`."""
+    if scale not in SCALES:
+        msg = f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}"
+        raise HeatengineError(msg)
 
 
 def _validated_grid(grid: np.ndarray) -> np.ndarray:

@@ -34,18 +34,6 @@ REASON_CODE = "reason_code"
 REASON_CODES = {
     reason: code for code, reason in enumerate(EXCLUSION_REASONS + QUARANTINE_REASONS, 1)
 }
-REASON_DESCRIPTIONS = {
-    "missing_screen": "screen is null or empty",
-    "missing_user": "user id is null or empty",
-    "missing_coordinate": "x or y is null",
-    "non_finite_coordinate": "x or y is NaN or infinite",
-    "invalid_viewport": "viewport width or height is null, not finite or not positive",
-    "coordinate_out_of_range": "x or y lies outside the screen",
-    "missing_timestamp": "ts is null",
-    "no_consent": "consent is false or missing (default deny)",
-    "older_than_retention": "older than the retention window",
-    "after_as_of": "later than the run's reference time (as-of)",
-}
 MISSING_SEGMENT = "(missing)"
 # Accepted timestamp text, row by row: with an offset or Z, else taken as UTC.
 ISO_FORMATS_WITH_OFFSET = (
