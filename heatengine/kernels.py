@@ -203,3 +203,56 @@ def cell_totals(
         k = keys[i]
         users_out[k] += 1
         taps_out[k] += min(taps[i], cap)
+
+
+@njit(**NJIT)
+def _rehash(table_first, table_second, table_code, capacity):
+    """Copy a full table into one of ``capacity`` slots (a power of two)."""
+    first = np.zeros(capacity, np.uint64)
+    second = np.zeros(capacity, np.uint64)
+    code = np.full(capacity, -1, np.int64)
+    mask = np.uint64(capacity - 1)
+    for s in range(table_code.size):
+        c = table_code[s]
+        if c < 0:
+            continue
+        slot = np.int64(table_first[s] & mask)
+        while code[slot] >= 0:
+            slot = (slot + 1) & (capacity - 1)
+        first[slot], second[slot], code[slot] = table_first[s], table_second[s], c
+    return first, second, code
+
+
+@njit(**NJIT)
+def first_occurrences(first_hash: np.ndarray, second_hash: np.ndarray, codes: np.ndarray):
+    """Number the distinct ``(first_hash, second_hash)`` pairs in order of first appearance.
+
+    ``codes[i]`` receives the number of row ``i``'s pair. Returns the row where each
+    number first appears, so callers look at one row per distinct value. With two
+    independent 64-bit hashes per value, two values share a number only when both hashes
+    collide, which is negligible (about 2**-128 per pair of values).
+    """
+    capacity = 1024
+    first = np.zeros(capacity, np.uint64)
+    second = np.zeros(capacity, np.uint64)
+    code = np.full(capacity, -1, np.int64)
+    rows = np.empty(64, np.int64)
+    n_codes = 0
+    for i in range(first_hash.size):
+        a, b = first_hash[i], second_hash[i]
+        slot = np.int64(a & np.uint64(capacity - 1))
+        while code[slot] >= 0 and (first[slot] != a or second[slot] != b):
+            slot = (slot + 1) & (capacity - 1)
+        if code[slot] >= 0:
+            codes[i] = code[slot]
+            continue
+        first[slot], second[slot], code[slot] = a, b, n_codes
+        if n_codes == rows.size:
+            rows = np.concatenate((rows, np.empty(rows.size, np.int64)))
+        rows[n_codes] = i
+        codes[i] = n_codes
+        n_codes += 1
+        if 2 * n_codes > capacity:  # keep the table at most half full
+            capacity *= 2
+            first, second, code = _rehash(first, second, code, capacity)
+    return rows[:n_codes].copy()

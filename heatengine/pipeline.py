@@ -19,6 +19,7 @@ from heatengine.config import AggregateConfig
 from heatengine.errors import QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
+from heatengine.layers import code_layers, distinct_codes, used_layers
 from heatengine.partial import Partial, count, merge_partials, partial_from_taps
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
@@ -30,6 +31,7 @@ from heatengine.pseudonym import (
 from heatengine.schema import (
     ELIGIBLE,
     EXCLUSION_REASONS,
+    LAYER,
     QUARANTINE_REASONS,
     REASON_CODE,
     REASON_CODES,
@@ -46,8 +48,6 @@ from heatengine.smooth import smooth_grids
 Progress = Callable[[str, float], None]
 #: Streaming merges the partials of this many files at once, bounding what is held.
 MERGE_EVERY = 8
-#: Seed of the in-run grouping hash of raw ids (not a secret: it is never stored).
-GROUPING_SEED = 0x5EED
 USER_BUCKETS = 1024
 
 
@@ -148,7 +148,7 @@ def build_partial(
         quarantines.append(batch.quarantine)
         rows_in += batch.rows
         rows_eligible += batch.eligible.height
-        parts.append(_build_partial(batch.eligible, columns, config, key, chunks))
+        parts.append(_build_partial(batch, columns, config, key, chunks))
         del batch
         if len(parts) >= MERGE_EVERY:
             parts = [merge_partials(parts, chunks)]
@@ -205,14 +205,18 @@ class _Batch(NamedTuple):
     reasons: dict[str, int]
     quarantine: pl.DataFrame
     eligible: pl.DataFrame
+    layers: pl.DataFrame
 
 
 def _label(
     raw: pl.DataFrame, columns: ResolvedColumns, config: AggregateConfig, as_of: datetime
 ) -> _Batch:
     """Give every row of one batch its reason; split off quarantined and eligible rows."""
-    labelled = coerce_types(raw, columns, config).with_columns(
-        reason_expression(columns, config, as_of)
+    coded = code_layers(raw, config)
+    labelled = (
+        coerce_types(raw, columns, config)
+        .with_columns(pl.Series(LAYER, coded.layer))
+        .with_columns(reason_expression(columns, config, as_of))
     )
     reasons = _reason_counts(labelled)
     quarantined = {r: reasons[r] for r in QUARANTINE_REASONS if reasons[r]}
@@ -225,12 +229,12 @@ def _label(
     quarantine = (
         labelled.filter(codes.is_in([REASON_CODES[r] for r in QUARANTINE_REASONS]))
         .with_columns(reason_names(codes).alias("reason"))
-        .drop(REASON_CODE, columns.user)
+        .drop(REASON_CODE, LAYER, columns.user)
     )
     # Only what binning needs is copied by the filter (a large part of peak memory).
-    needed = [*config.layer_columns, columns.user, *normalised_coordinates(config)]
+    needed = [LAYER, columns.user, *normalised_coordinates(config)]
     eligible = labelled.select(codes, *needed).filter(codes == ELIGIBLE).drop(REASON_CODE)
-    return _Batch(labelled.height, reasons, quarantine, eligible)
+    return _Batch(labelled.height, reasons, quarantine, eligible, coded.layers)
 
 
 class _Clock:
@@ -254,12 +258,10 @@ def _reason_counts(labelled: pl.DataFrame) -> dict[str, int]:
 def _user_tokens(
     eligible: pl.DataFrame, columns: ResolvedColumns, key: PseudonymKey | None
 ) -> np.ndarray:
-    """uint64 token per eligible row, computed once per distinct id and joined back.
+    """uint64 token per eligible row, computed once per distinct id.
 
-    Distinct ids are found through a fast unkeyed 64-bit hash of each id, used only to
-    group rows inside this run (never stored); two ids sharing that hash, about a
-    one-in-a-billion event for 200,000 ids, would count as one user, which only ever
-    suppresses more.
+    Distinct ids are found through two unkeyed in-run hashes of each id
+    (:func:`heatengine.layers.distinct_codes`), never stored.
     """
     user = columns.user
     series = eligible[user]
@@ -267,37 +269,25 @@ def _user_tokens(
         if series.dtype.is_signed_integer():
             series = series.cast(pl.Int64).reinterpret(signed=False)
         return series.cast(pl.UInt64).to_numpy()
-    grouping = pl.DataFrame({"group": series.hash(seed=GROUPING_SEED)})
-    firsts = grouping.with_row_index("row").unique("group", keep="any")
-    distinct = series.gather(firsts["row"])
+    codes, distinct = distinct_codes(series)
     if user == "user_id":
         if key is None:
             raise missing_key_error()
         tokens = pseudonymise_ids(distinct, key)
     else:
         tokens = tokens_from_text(distinct)
-    mapping = firsts.select("group", token=pl.Series(tokens, dtype=pl.UInt64))
-    joined = grouping.join(mapping, on="group", how="left", maintain_order="left")
-    return joined["token"].to_numpy()
+    return tokens[codes]
 
 
 def _build_partial(
-    eligible: pl.DataFrame,
+    batch: _Batch,
     columns: ResolvedColumns,
     config: AggregateConfig,
     key: PseudonymKey | None,
     chunks: int | None,
 ) -> Partial:
-    layer_columns = list(config.layer_columns)
-    layers = eligible.select(layer_columns).unique().sort(layer_columns)
-    layer = (
-        eligible.select(layer_columns)
-        .join(layers.with_row_index("layer"), on=layer_columns, how="left", maintain_order="left")[
-            "layer"
-        ]
-        .cast(pl.Int64)
-        .to_numpy()
-    )
+    eligible = batch.eligible
+    layers, layer = used_layers(batch.layers, eligible[LAYER].to_numpy())
     return partial_from_taps(
         config.grid,
         layers,

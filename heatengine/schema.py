@@ -35,6 +35,8 @@ REASON_CODES = {
     reason: code for code, reason in enumerate(EXCLUSION_REASONS + QUARANTINE_REASONS, 1)
 }
 MISSING_SEGMENT = "(missing)"
+#: Per-row layer number column (negative: no screen), added before reasons are given.
+LAYER = "layer"
 # Accepted timestamp text, row by row: with an offset or Z, else taken as UTC.
 ISO_FORMATS_WITH_OFFSET = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
@@ -142,14 +144,14 @@ def coerce_types(
 
     Text that parses (numbers, ISO-8601 times, ``true``/``false``) is accepted; text that
     does not is an error naming the column and how many rows fail, never a silent null.
+    Layer columns (screen and segments) are left as given: :func:`clean_layer_values`
+    cleans them once per distinct value.
     """
     casts = [
-        _as_text(df, "screen"),
         _as_float(df, "x"),
         _as_float(df, "y"),
         _as_timestamp(df),
         _as_user(df, columns.user),
-        *[_as_segment(df, name) for name in config.segments],
     ]
     if config.coordinates == "pixels":
         casts += [_as_float(df, "viewport_width"), _as_float(df, "viewport_height")]
@@ -195,20 +197,30 @@ def _blank_to_null(text: pl.Expr) -> pl.Expr:
     return pl.when(text.str.strip_chars() == "").then(None).otherwise(text)
 
 
-def _as_text(df: pl.DataFrame, column: str) -> pl.Expr:
-    dtype = df.schema[column]
-    if _is_text(dtype) or dtype.is_integer():
-        return _blank_to_null(pl.col(column).cast(pl.String)).alias(column)
-    raise _type_error(column, dtype, "text")
+def clean_layer_values(values: pl.Series, screen: bool) -> pl.Series:
+    """Layer names as published: text, with blank meaning missing.
 
+    A blank screen is missing (null, quarantined later); a blank or missing segment value
+    becomes :data:`MISSING_SEGMENT`, and numbers, booleans and dates are written out as
+    text. Meant for the distinct values of a column, not for every row.
 
-def _as_segment(df: pl.DataFrame, column: str) -> pl.Expr:
-    """Segment values as text; numbers, booleans and dates are written out as text."""
-    dtype = df.schema[column]
-    if _is_text(dtype) or dtype.is_numeric() or dtype in (pl.Boolean, pl.Date):
-        text = _blank_to_null(pl.col(column).cast(pl.String).str.strip_chars())
-        return text.fill_null(MISSING_SEGMENT).alias(column)
-    raise _type_error(column, dtype, "text, a number, a boolean or a date")
+    Raises
+    ------
+    SchemaError
+        The column's type cannot name a layer.
+    """
+    column, dtype = values.name, values.dtype
+    frame = values.to_frame()
+    if screen:
+        if not (_is_text(dtype) or dtype.is_integer()):
+            raise _type_error(column, dtype, "text")
+        return frame.select(
+            _blank_to_null(pl.col(column).cast(pl.String)).alias(column)
+        ).to_series()
+    if not (_is_text(dtype) or dtype.is_numeric() or dtype in (pl.Boolean, pl.Date)):
+        raise _type_error(column, dtype, "text, a number, a boolean or a date")
+    text = _blank_to_null(pl.col(column).cast(pl.String).str.strip_chars())
+    return frame.select(text.fill_null(MISSING_SEGMENT).alias(column)).to_series()
 
 
 def _as_user(df: pl.DataFrame, column: str) -> pl.Expr:
@@ -288,7 +300,8 @@ def reason_expression(
     """One reason code per row (:data:`ELIGIBLE` for none); the first matching rule wins.
 
     Consent and retention come first (a null timestamp matches neither and is then
-    quarantined). Works on the coerced columns as given: pixels are normalised inside
+    quarantined). Expects the :data:`LAYER` column of :mod:`heatengine.layers`, negative
+    where the screen is missing. Works on the coerced columns as given: pixels are normalised inside
     the range check.
     """
     x, y = pl.col("x"), pl.col("y")
@@ -300,7 +313,7 @@ def reason_expression(
     rules += [
         ("older_than_retention", ts < pl.lit(horizon)),
         ("after_as_of", ts > pl.lit(as_of)),
-        ("missing_screen", pl.col("screen").is_null()),
+        ("missing_screen", pl.col(LAYER) < 0),
         ("missing_user", pl.col(columns.user).is_null()),
         ("missing_coordinate", x.is_null() | y.is_null()),
         ("non_finite_coordinate", ~(x.is_finite() & y.is_finite())),

@@ -1,0 +1,126 @@
+"""Per-row layer numbers, with layer names cleaned once per distinct value.
+
+A screen column holds millions of rows but a few hundred distinct names. Rows are
+numbered by a pair of 64-bit hashes in one pass (:func:`heatengine.kernels.first_occurrences`);
+only the distinct values are cleaned (blank screens, segment text) and sorted, and the
+numbers are then mapped to positions in the sorted layer table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from heatengine.config import AggregateConfig
+from heatengine.errors import HeatengineError
+from heatengine.kernels import first_occurrences
+from heatengine.schema import clean_layer_values
+
+#: Seeds of the two in-run hashes that group equal values (not secrets, never stored).
+HASH_SEEDS = (0x5EED, 0xC0FFEE)
+#: Above this many possible layer combinations per row, occupied ones are found by
+#: sorting rather than by a table indexed by combination.
+SPARSE_COMBINATIONS_PER_ROW = 4
+
+
+def distinct_codes(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Number equal values (nulls included) in order of first appearance.
+
+    Returns
+    -------
+    codes : int64 array, one per row
+    distinct : the first row of each number, in number order
+
+    Examples
+    --------
+    >>> codes, distinct = distinct_codes(pl.Series("s", ["b", "a", "b", None]))
+    >>> codes.tolist(), distinct.to_list()
+    ([0, 1, 0, 2], ['b', 'a', None])
+    """
+    first, second = (values.hash(seed=seed).to_numpy() for seed in HASH_SEEDS)
+    codes = np.empty(values.len(), np.int64)
+    rows = first_occurrences(first, second, codes)
+    return codes, values.gather(rows)
+
+
+@dataclass(frozen=True)
+class LayerCodes:
+    """Layer number per row and the layer table it indexes.
+
+    Attributes
+    ----------
+    layers
+        Sorted distinct layer rows (``screen`` and segments, cleaned text).
+    layer
+        int64 per row: position in ``layers``, or -1 where the screen is missing.
+    """
+
+    layers: pl.DataFrame
+    layer: np.ndarray
+
+
+def used_layers(layers: pl.DataFrame, layer: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
+    """Only the layers some row uses, and ``layer`` (all >= 0) renumbered to match.
+
+    Layers seen only in excluded or quarantined rows leave no trace in a partial.
+    """
+    used = np.bincount(layer, minlength=layers.height) > 0
+    renumber = np.cumsum(used) - 1
+    return layers.filter(pl.Series(used)), renumber[layer]
+
+
+def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
+    """Number every row's layer (``config.layer_columns``) against the sorted layer table.
+
+    Raises
+    ------
+    SchemaError
+        A layer column has a type that cannot name a layer.
+    """
+    ranks, names = [], []
+    for column in config.layer_columns:
+        codes, distinct = distinct_codes(df[column])
+        cleaned = clean_layer_values(distinct, screen=column == "screen")
+        sorted_names = cleaned.drop_nulls().unique().sort()
+        position = (
+            cleaned.to_frame()
+            .join(sorted_names.to_frame().with_row_index("rank"), on=column, how="left")
+            .get_column("rank")
+            .fill_null(-1)
+            .cast(pl.Int64)
+            .to_numpy()
+        )
+        ranks.append(position[codes])
+        names.append(sorted_names)
+    if len(ranks) == 1:
+        return LayerCodes(names[0].to_frame(), ranks[0])
+    return _combine(ranks, names)
+
+
+def _combine(ranks: list[np.ndarray], names: list[pl.Series]) -> LayerCodes:
+    """Layers of several columns: mixed-radix combinations, in lexicographic order."""
+    sizes = [max(len(n), 1) for n in names]
+    missing = ranks[0] < 0
+    combined = np.where(missing, 0, ranks[0])
+    for rank, size in zip(ranks[1:], sizes[1:], strict=True):
+        combined = combined * size + rank
+    possible = math.prod(sizes)
+    if possible >= 2**62:
+        msg = f"too many combinations of layer values to number: {possible:,}"
+        raise HeatengineError(msg)
+    present = combined[~missing]
+    if possible <= SPARSE_COMBINATIONS_PER_ROW * max(present.size, 1):
+        occupied = np.flatnonzero(np.bincount(present, minlength=possible))
+    else:
+        occupied = np.unique(present)
+    layer = np.searchsorted(occupied, combined)
+    layer[missing] = -1
+    columns, rest = {}, occupied
+    for name, size in zip(reversed(names), reversed(sizes), strict=True):
+        rest, digit = np.divmod(rest, size)
+        columns[name.name] = name.gather(digit)
+    ordered = {name.name: columns[name.name] for name in names}
+    return LayerCodes(pl.DataFrame(ordered), layer.astype(np.int64))
