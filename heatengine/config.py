@@ -24,6 +24,8 @@ MAX_GRID_SIDE = 4096
 SMALLEST_K_WITHOUT_OVERRIDE = 5
 MAX_COUNT_OPTION = 1_000_000  # for k and the per-cell tap cap
 MAX_RETENTION_DAYS = 36_500
+#: Largest n of the (n, k) dominance rule (the kernel keeps n values per cell).
+MAX_DOMINANCE_N = 100
 #: Column names the pipeline and its outputs use for their own purposes.
 RESERVED_COLUMNS = (
     "reason",
@@ -65,6 +67,98 @@ def _require_int(name: str, value: object, low: int, high: int | None = None) ->
         msg = f"{name} must be {bound}, got {value}"
         raise ValueError(msg)
     return value
+
+
+def _require_percent(name: str, value: object, *, allow_zero: bool) -> float:
+    """A finite number in ``[0, 100]`` (or ``(0, 100]``), returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name} must be a number of percent, got {value!r}"
+        raise TypeError(msg)
+    number = float(value)
+    low_ok = number >= 0 if allow_zero else number > 0
+    if not (math.isfinite(number) and low_ok and number <= 100):
+        bound = "from 0 to 100" if allow_zero else "above 0 and at most 100"
+        msg = f"{name} must be a percentage {bound}, got {value}"
+        raise ValueError(msg)
+    return number
+
+
+@dataclass(frozen=True)
+class DominanceRule:
+    """Which dominance rules hide cells, recorded in the manifest.
+
+    Parameters
+    ----------
+    p
+        The p% rule's percentage, 0 to 100 (default 10); ``None`` disables the rule.
+    n, k_percent
+        The (n, k) rule: unsafe when the ``n`` largest contributions exceed
+        ``k_percent`` % of the cell. Give both (``1 <= n <= 100``,
+        ``0 < k_percent <= 100``) or neither (the default, rule off).
+
+    Raises
+    ------
+    TypeError
+        A value of the wrong type.
+    ValueError
+        A value out of range, or only one of ``n`` and ``k_percent``.
+
+    Examples
+    --------
+    >>> rule = DominanceRule(p=15, n=2, k_percent=85)
+    >>> rule.to_dict()
+    {'p': 15.0, 'n': 2, 'k_percent': 85.0}
+    >>> rule.largest_needed
+    2
+    >>> DominanceRule.from_dict(rule.to_dict()) == rule
+    True
+    """
+
+    p: float | None = 10.0
+    n: int | None = None
+    k_percent: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.p is not None:
+            object.__setattr__(self, "p", _require_percent("p", self.p, allow_zero=True))
+        if (self.n is None) != (self.k_percent is None):
+            msg = (
+                f"the (n, k) rule needs both n and k_percent or neither, "
+                f"got n={self.n!r} and k_percent={self.k_percent!r}"
+            )
+            raise ValueError(msg)
+        if self.n is not None:
+            _require_int("n", self.n, 1, MAX_DOMINANCE_N)
+            k_percent = _require_percent("k_percent", self.k_percent, allow_zero=False)
+            object.__setattr__(self, "k_percent", k_percent)
+
+    @property
+    def p_enabled(self) -> bool:
+        """The p% rule is on."""
+        return self.p is not None
+
+    @property
+    def nk_enabled(self) -> bool:
+        """The (n, k) rule is on."""
+        return self.n is not None
+
+    @property
+    def largest_needed(self) -> int:
+        """How many largest contributions per cell the enabled rules read (0 when none)."""
+        return max(2 if self.p_enabled else 0, self.n if self.n is not None else 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description, as recorded in the manifest."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DominanceRule:
+        """Rebuild a rule written by :meth:`to_dict`."""
+        expected = {"p", "n", "k_percent"}
+        if set(data) != expected:
+            msg = f"a dominance rule needs exactly the keys {sorted(expected)}, got {sorted(data)}"
+            raise ValueError(msg)
+        return cls(p=data["p"], n=data["n"], k_percent=data["k_percent"])
 
 
 @dataclass(frozen=True)
@@ -129,23 +223,45 @@ class PrivacyPolicy:
         Rows older than this many days before the run's reference time are excluded.
     allow_small_k
         Explicit acknowledgement that a ``k`` below 5 gives weak protection.
+    dominance
+        Dominance rules on the capped taps per user (default: the p% rule, p = 10).
+    true_totals
+        Publish each layer's true total of capped taps, not the sum of its published
+        cells; secondary suppression then hides further cells so that the hidden
+        remainder always spans two or more cells with at least ``k`` users together.
     """
 
     k: int = 10
     max_taps_per_user_cell: int = 5
     retention_days: int = 30
     allow_small_k: bool = False
+    dominance: DominanceRule = field(default_factory=DominanceRule)
+    true_totals: bool = False
 
     def __post_init__(self) -> None:
         _require_int("k", self.k, 1, MAX_COUNT_OPTION)
         _require_int("max_taps_per_user_cell", self.max_taps_per_user_cell, 1, MAX_COUNT_OPTION)
         _require_int("retention_days", self.retention_days, 1, MAX_RETENTION_DAYS)
+        if not isinstance(self.dominance, DominanceRule):
+            msg = f"dominance must be a DominanceRule, got {self.dominance!r}"
+            raise TypeError(msg)
         if self.k < SMALLEST_K_WITHOUT_OVERRIDE and not self.allow_small_k:
             msg = (
                 f"k={self.k} gives weak protection; values below "
                 f"{SMALLEST_K_WITHOUT_OVERRIDE} need allow_small_k=True"
             )
             raise ValueError(msg)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyPolicy:
+        """Rebuild a policy written by ``asdict``; stores written before dominance rules
+        existed read back with no dominance rule, which is what they applied."""
+        values = dict(data)
+        dominance = values.pop("dominance", None)
+        values["dominance"] = (
+            DominanceRule(p=None) if dominance is None else DominanceRule.from_dict(dominance)
+        )
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -247,7 +363,7 @@ class AggregateConfig:
         as_of = data.get("as_of")
         return cls(
             grid=GridSpec(**data["grid"]),
-            privacy=PrivacyPolicy(**data["privacy"]),
+            privacy=PrivacyPolicy.from_dict(data["privacy"]),
             sigma=data["sigma"],
             measure=data["measure"],
             segments=tuple(data["segments"]),

@@ -256,3 +256,72 @@ def first_occurrences(first_hash: np.ndarray, second_hash: np.ndarray, codes: np
             capacity *= 2
             first, second, code = _rehash(first, second, code, capacity)
     return rows[:n_codes].copy()
+
+
+@njit(**NJIT_PARALLEL)
+def published_user_groups(
+    keys: np.ndarray,
+    users: np.ndarray,
+    layer_position: np.ndarray,
+    published: np.ndarray,
+    cells: int,
+    bucket_bits: int,
+    out: np.ndarray,
+) -> None:
+    """Group of each contribution for counting distinct users per published layer.
+
+    ``out[i] = layer_position[layer] * 2**bucket_bits + bucket(user)`` where the entry's
+    key is published, else the number of groups (one past the last), which
+    :func:`distinct_users_per_group` skips. A user always lands in the same bucket of a layer, so
+    distinct users per layer is the sum of distinct users over its buckets; the buckets
+    only split each layer into small groups that sort in parallel.
+    """
+    skip = (layer_position.max() + 1) << bucket_bits
+    shift = np.uint64(64 - bucket_bits)
+    golden = np.uint64(0x9E3779B97F4A7C15)  # multiplicative hash: spreads small ids too
+    for i in prange(keys.size):
+        k = keys[i]
+        if published[k]:
+            bucket = np.int64((users[i] * golden) >> shift) if bucket_bits else 0
+            out[i] = (layer_position[k // cells] << bucket_bits) + bucket
+        else:
+            out[i] = skip
+
+
+@njit(**NJIT_PARALLEL)
+def distinct_users_per_group(
+    groups: np.ndarray, users: np.ndarray, n_groups: int, n_chunks: int
+) -> np.ndarray:
+    """Distinct ``users`` per group in ``[0, n_groups)``; entries of group ``n_groups`` are
+    skipped."""
+    key_start, slots = _slots_by_key(groups, n_groups + 1, n_chunks)
+    grouped = np.empty(groups.size, users.dtype)
+    for i in prange(groups.size):
+        grouped[slots[i]] = users[i]
+    distinct = np.zeros(n_groups, np.int64)
+    for g in prange(n_groups):
+        distinct[g] = _count_distinct(grouped[key_start[g] : key_start[g + 1]])
+    return distinct
+
+
+@njit(**NJIT)
+def _count_distinct(values):
+    """Distinct values of a small array, with an open-addressing set (no sort needed)."""
+    bits = 1
+    while (1 << bits) < 2 * values.size:
+        bits += 1
+    mask = (1 << bits) - 1
+    table = np.empty(1 << bits, values.dtype)
+    used = np.zeros(1 << bits, np.bool_)
+    mixer = np.uint64(0xBF58476D1CE4E5B9)  # not the bucket hash: its top bits are shared
+    count = 0
+    for v in values:
+        mixed = np.uint64(v) ^ (np.uint64(v) >> np.uint64(31))
+        slot = np.int64((mixed * mixer) >> np.uint64(64 - bits))
+        while used[slot] and table[slot] != v:
+            slot = (slot + 1) & mask
+        if not used[slot]:
+            used[slot] = True
+            table[slot] = v
+            count += 1
+    return count

@@ -142,7 +142,8 @@ def partial_from_taps(
     if layer.size and (layer.min() < 0 or layer.max() >= layers.height):
         msg = f"layer indices must lie in [0, {layers.height})"
         raise ValueError(msg)
-    if not (np.all((x >= 0) & (x <= 1)) and np.all((y >= 0) & (y <= 1))):
+    # min and max make no temporaries, and NaN fails both comparisons.
+    if x.size and not (x.min() >= 0 and x.max() <= 1 and y.min() >= 0 and y.max() <= 1):
         msg = "x and y must be normalised to [0, 1] (NaN is not allowed)"
         raise ValueError(msg)
     keys = np.empty(x.size, np.int64)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -16,11 +16,18 @@ import numpy as np
 import polars as pl
 
 from heatengine.config import AggregateConfig
+from heatengine.disclosure import (
+    DisclosureStats,
+    dominance_possible_from_k,
+    dominance_unsafe,
+    secondary_suppression,
+)
 from heatengine.errors import QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
+from heatengine.kernels import distinct_users_per_group, published_user_groups
 from heatengine.layers import code_layers, distinct_codes, used_layers
-from heatengine.partial import Partial, count, merge_partials, partial_from_taps
+from heatengine.partial import Partial, default_chunks, merge_partials, partial_from_taps
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
     PseudonymKey,
@@ -48,7 +55,8 @@ from heatengine.smooth import smooth_grids
 Progress = Callable[[str, float], None]
 #: Streaming merges the partials of this many files at once, bounding what is held.
 MERGE_EVERY = 8
-USER_BUCKETS = 1024
+USERS_PER_GROUP = 256
+MAX_BUCKET_BITS = 10
 
 
 def aggregate(
@@ -313,7 +321,12 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
     """
     grid = config.grid
     users, taps = partial.cell_totals(config.privacy.max_taps_per_user_cell)
-    users, taps, layer_published, suppression = suppress_sparse_cells(users, taps, config.privacy.k)
+    true_layer_taps = taps.sum(axis=1)
+    hidden, rules = _hidden_by_other_rules(partial, users, taps, config)
+    users, taps, layer_published, suppression = suppress_sparse_cells(
+        users, taps, config.privacy.k, hidden
+    )
+    suppression = replace(suppression, **rules.to_dict())
     keep = np.flatnonzero(layer_published)
     users, taps = users[keep], taps[keep]
     measure = users if config.measure == "users" else taps
@@ -343,7 +356,10 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
     layer_users = _published_users_per_layer(partial, users > 0, keep, chunks)
     layers = layer_rows.select("layer", *layer_columns).with_columns(
         users=pl.Series(layer_users, dtype=pl.Int64),
-        taps=pl.Series(taps.sum(axis=1), dtype=pl.Int64),
+        taps=pl.Series(
+            true_layer_taps[keep] if config.privacy.true_totals else taps.sum(axis=1),
+            dtype=pl.Int64,
+        ),
         cells=pl.Series((users > 0).sum(axis=1), dtype=pl.Int64),
         peak=pl.Series(
             grids.reshape(len(keep), grid.cells).max(axis=1, initial=0.0), dtype=pl.Float64
@@ -352,23 +368,49 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
     return _Published(layers, cells, grids, suppression)
 
 
+def _hidden_by_other_rules(
+    partial: Partial, users: np.ndarray, taps: np.ndarray, config: AggregateConfig
+) -> tuple[np.ndarray, DisclosureStats]:
+    """Cells hidden by dominance rules and, with true totals, by secondary suppression."""
+    privacy = config.privacy
+    cap, rule = privacy.max_taps_per_user_cell, privacy.dominance
+    nonempty = users > 0
+    below_k = nonempty & (users < privacy.k)
+    p_unsafe = nk_unsafe = np.zeros(users.shape, bool)
+    if dominance_possible_from_k(rule, cap, privacy.k):
+        p_unsafe, nk_unsafe = (
+            mask.reshape(users.shape)
+            for mask in dominance_unsafe(partial.keys, partial.taps, cap, partial.n_keys, rule)
+        )
+    hidden = below_k | (nonempty & (p_unsafe | nk_unsafe))
+    added = np.zeros(users.shape, bool)
+    if privacy.true_totals:
+        values = users if config.measure == "users" else taps
+        added, _ = secondary_suppression(partial.keys, partial.users, hidden, values, privacy.k)
+    rules = DisclosureStats.from_masks(nonempty, below_k, p_unsafe, nk_unsafe, added)
+    return hidden | added, rules
+
+
 def _published_users_per_layer(
     partial: Partial, published: np.ndarray, keep: np.ndarray, chunks: int | None
 ) -> np.ndarray:
     """Distinct users per kept layer, counting only users seen in a published cell."""
+    if not len(keep):
+        return np.zeros(0, np.int64)
     cells = partial.grid.cells
-    full_mask = np.zeros(partial.n_keys, bool)
+    published_key = np.zeros(partial.n_keys, bool)
+    published_key.reshape(partial.layers.height, cells)[keep] = published
     layer_position = np.full(partial.layers.height, -1, np.int64)
     layer_position[keep] = np.arange(len(keep))
-    for position, layer in enumerate(keep):
-        full_mask[layer * cells : (layer + 1) * cells] = published[position]
-    selected = full_mask[partial.keys]
-    layers = layer_position[partial.keys[selected] // cells]
-    users = partial.users[selected]
-    # A user always falls in the same bucket, so distinct (layer, bucket, user) summed per
-    # layer is distinct users per layer; buckets split each layer's one huge sort into
-    # many small ones that run in parallel.
-    buckets = (users % np.uint64(USER_BUCKETS)).astype(np.int64)
-    keys = layers * USER_BUCKETS + buckets
-    distinct, _, _ = count(keys, users, max(len(keep), 1) * USER_BUCKETS, chunks)
-    return np.bincount(distinct // USER_BUCKETS, minlength=len(keep)).astype(np.int64)
+    # About USERS_PER_GROUP entries per sorted group, at most 1024 groups per layer.
+    per_layer = partial.keys.size // max(len(keep), 1) // USERS_PER_GROUP
+    bits = min(max(per_layer, 1).bit_length() - 1, MAX_BUCKET_BITS)
+    groups = np.empty(partial.keys.size, np.int64)
+    published_user_groups(
+        partial.keys, partial.users, layer_position, published_key, cells, bits, groups
+    )
+    n_groups = len(keep) << bits
+    distinct = distinct_users_per_group(
+        groups, partial.users, n_groups, chunks or default_chunks()
+    )
+    return distinct.reshape(len(keep), 1 << bits).sum(axis=1)

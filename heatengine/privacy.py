@@ -24,7 +24,9 @@ class SuppressionStats:
     Shares are over non-empty cells: ``suppressed_tap_share`` is the part of all capped
     taps that fell in suppressed cells, ``suppressed_user_share`` the part of all
     (user, cell) pairs that did. Both are ``None`` when read back from a store, which
-    does not hold them (see :data:`PRIVATE_STATISTICS`).
+    does not hold them (see :data:`PRIVATE_STATISTICS`). The ``cells_suppressed_*``
+    counts split suppressed cells by the rule that hid them
+    (:class:`heatengine.disclosure.DisclosureStats`).
     """
 
     cells_nonempty: int
@@ -35,6 +37,10 @@ class SuppressionStats:
     layers_suppressed: int
     suppressed_tap_share: float | None = None
     suppressed_user_share: float | None = None
+    cells_suppressed_k: int = 0
+    cells_suppressed_p_percent: int = 0
+    cells_suppressed_nk: int = 0
+    cells_suppressed_secondary: int = 0
 
     def to_dict(self) -> dict[str, int | float | None]:
         """Plain values."""
@@ -51,9 +57,9 @@ def published_cells(users: np.ndarray, k: int) -> np.ndarray:
 
 
 def suppress_sparse_cells(
-    users: np.ndarray, taps: np.ndarray, k: int
+    users: np.ndarray, taps: np.ndarray, k: int, hidden: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, SuppressionStats]:
-    """Zero every cell with fewer than ``k`` distinct users.
+    """Zero every cell with fewer than ``k`` distinct users, and every ``hidden`` cell.
 
     Parameters
     ----------
@@ -61,6 +67,9 @@ def suppress_sparse_cells(
         Integer arrays of shape ``(layers, cells)``: distinct users and capped taps.
     k
         The threshold.
+    hidden
+        Boolean ``(layers, cells)``: cells other rules hide (dominance, secondary
+        suppression); none when omitted.
 
     Returns
     -------
@@ -81,6 +90,8 @@ def suppress_sparse_cells(
     ([[12, 0, 0]], [[40, 0, 0]], [True], 1)
     """
     mask = published_cells(users, k)
+    if hidden is not None:
+        mask &= ~hidden
     nonempty = users > 0
     layer_seen = nonempty.any(axis=1)
     layer_published = mask.any(axis=1)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from heatengine.config import AggregateConfig, GridSpec, PrivacyPolicy
+from heatengine.config import AggregateConfig, DominanceRule, GridSpec, PrivacyPolicy
 from heatengine.pseudonym import PseudonymKey
 
 AS_OF = datetime(2026, 11, 30, tzinfo=UTC)
@@ -38,7 +38,12 @@ def taps_frame(rows: list[dict], **columns) -> pl.DataFrame:
 
 
 def small_config(k: int = 5, **options) -> AggregateConfig:
-    """A 4 x 4 grid, small k and no smoothing unless asked."""
-    privacy = PrivacyPolicy(k=k, allow_small_k=k < 5)
+    """A 4 x 4 grid, small k and no smoothing unless asked.
+
+    Below k = 3 the p% rule is switched off: it hides every cell of one or two users,
+    which would hide everything these small hand-built inputs are about.
+    """
+    dominance = DominanceRule() if k >= 3 else DominanceRule(p=None)
+    privacy = PrivacyPolicy(k=k, allow_small_k=k < 5, dominance=dominance)
     defaults = {"grid": GridSpec(4, 4), "privacy": privacy, "sigma": 0.0, "as_of": AS_OF}
     return AggregateConfig(**{**defaults, **options})
