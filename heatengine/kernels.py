@@ -271,19 +271,21 @@ def published_user_groups(
     """Group of each contribution for counting distinct users per published layer.
 
     ``out[i] = layer_position[layer] * 2**bucket_bits + bucket(user)`` where the entry's
-    key is published, else the number of groups (one past the last), which
-    :func:`distinct_users_per_group` skips. A user always lands in the same bucket of a layer, so
-    distinct users per layer is the sum of distinct users over its buckets; the buckets
-    only split each layer into small groups that sort in parallel.
+    key is published and its layer kept (``layer_position >= 0``); otherwise the number
+    of groups (one past the last), which :func:`distinct_users_per_group` skips. A user
+    always lands in the same bucket of a layer, so distinct users per layer is the sum of
+    distinct users over its buckets; the buckets only split each layer into small groups
+    that sort in parallel.
     """
     skip = (layer_position.max() + 1) << bucket_bits
     shift = np.uint64(64 - bucket_bits)
     golden = np.uint64(0x9E3779B97F4A7C15)  # multiplicative hash: spreads small ids too
     for i in prange(keys.size):
         k = keys[i]
-        if published[k]:
+        position = layer_position[k // cells]
+        if published[k] and position >= 0:
             bucket = np.int64((users[i] * golden) >> shift) if bucket_bits else 0
-            out[i] = (layer_position[k // cells] << bucket_bits) + bucket
+            out[i] = (position << bucket_bits) + bucket
         else:
             out[i] = skip
 

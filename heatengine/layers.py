@@ -82,12 +82,20 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
     """
     ranks, names = [], []
     for column in config.layer_columns:
-        codes, distinct = distinct_codes(df[column])
+        values = df[column]
+        if column != "screen" and values.dtype.is_float():  # hashing equates 0.0 and -0.0
+            values = values.cast(pl.String)
+        codes, distinct = distinct_codes(values)
         cleaned = clean_layer_values(distinct, screen=column == "screen")
         sorted_names = cleaned.drop_nulls().unique().sort()
         position = (
             cleaned.to_frame()
-            .join(sorted_names.to_frame().with_row_index("rank"), on=column, how="left")
+            .join(
+                sorted_names.to_frame().with_row_index("rank"),
+                on=column,
+                how="left",
+                maintain_order="left",
+            )
             .get_column("rank")
             .fill_null(-1)
             .cast(pl.Int64)
