@@ -193,12 +193,17 @@ def write_layer_gallery(
 ) -> Path:
     """``index.html`` with a thumbnail, the caption numbers and a link per rendered layer."""
     from heatengine.gallery import GalleryEntry, write_gallery
-    from heatengine.legend import MEASURE_UNITS
+    from heatengine.legend import MEASURE_UNITS, privacy_summary
 
     stats, config = heatmaps.stats, heatmaps.config
+    protection = (
+        privacy_summary(heatmaps)
+        if stats.dp is not None
+        else f"cells with fewer than {config.privacy.k} users are suppressed"
+    )
     subtitle = (
         f"{MEASURE_UNITS[config.measure]} · window {stats.window_start[:10]} to "
-        f"{stats.as_of[:10]} · cells with fewer than {config.privacy.k} users are suppressed"
+        f"{stats.as_of[:10]} · {protection}"
     )
     entries = [GalleryEntry(r.path, r.title, r.caption + r.warnings) for r in rendered]
     return write_gallery(directory, entries, title="Tap heatmaps", subtitle=subtitle)

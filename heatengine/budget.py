@@ -66,11 +66,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heatengine.atomic import atomic_path
 from heatengine.audit import GENESIS, append_entry, verify_log
 from heatengine.errors import HeatengineError, StoreError
+
+if TYPE_CHECKING:
+    from heatengine.heatmaps import HeatmapSet
 
 BUDGET_FILE = "budget.jsonl"
 BUDGET_LOCK_FILE = ".budget.lock"
@@ -325,6 +328,45 @@ def charge(
             written = append_entry(temporary, record)
         entry = _parse_entry(path, len(entries) + 1, written)
     return _status((*entries, entry), as_of, policy, written["hash"])
+
+
+def charge_release(
+    heatmaps: HeatmapSet,
+    store: str | os.PathLike[str],
+    release_id: str,
+    policy: BudgetPolicy,
+    recorded_at: datetime | None = None,
+) -> BudgetStatus:
+    """Charge a differentially private result to ``store``'s budget before it is written.
+
+    The data window is the result's, from ``window_start`` to the day before ``as_of``
+    when ``as_of`` is midnight (a window's end), else to ``as_of``'s day; the cost is the
+    ``epsilon`` and ``delta`` the release spent (``heatmaps.stats.dp``).
+
+    Raises
+    ------
+    HeatengineError
+        The result is not differentially private.
+    BudgetExceededError
+        The release would overspend; nothing is recorded.
+    """
+    dp = heatmaps.stats.dp
+    if dp is None:
+        msg = "only differentially private results are charged to a privacy budget"
+        raise HeatengineError(msg)
+    start = datetime.fromisoformat(heatmaps.stats.window_start).date()
+    end = (datetime.fromisoformat(heatmaps.stats.as_of) - timedelta(microseconds=1)).date()
+    Path(store).mkdir(parents=True, exist_ok=True)
+    return charge(
+        store,
+        release_id,
+        start,
+        end,
+        dp["epsilon_spent"],
+        dp["delta_spent"],
+        policy,
+        recorded_at or datetime.now(UTC),
+    )
 
 
 def _status(

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from heatengine._version import __version__
-from heatengine.config import AggregateConfig, GridSpec, PrivacyPolicy
+from heatengine.config import AggregateConfig, DominanceRule, GridSpec, PrivacyPolicy
 from heatengine.errors import HeatengineError
 
 EXIT_USAGE = 2
@@ -273,6 +273,62 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="fail instead of quarantining bad rows"
     )
+    _add_privacy_options(parser)
+
+
+def _add_privacy_options(parser: argparse.ArgumentParser) -> None:
+    dominance = DominanceRule()
+    group = parser.add_argument_group("disclosure control beyond k")
+    group.add_argument(
+        "--p-percent",
+        type=float,
+        default=dominance.p,
+        metavar="P",
+        help="p%% dominance rule on capped taps (default 10; 0 to turn it off)",
+    )
+    group.add_argument(
+        "--nk-rule",
+        metavar="N,K",
+        help="(n, k) dominance: hide cells whose N largest users hold over K%% of taps",
+    )
+    group.add_argument(
+        "--true-totals",
+        action="store_true",
+        help="publish true layer totals, with secondary suppression protecting them",
+    )
+    dp = parser.add_argument_group("differential privacy (pip install heatengine[dp])")
+    dp.add_argument(
+        "--privacy",
+        choices=("k-anonymity", "dp"),
+        default="k-anonymity",
+        help="dp: noise every cell of the released layers instead of suppressing",
+    )
+    dp.add_argument("--epsilon", type=float, default=1.0, help="epsilon of this release")
+    dp.add_argument("--delta", type=float, default=1e-6, help="delta of this release")
+    dp.add_argument(
+        "--max-cells-per-user", type=int, default=8, help="L0: cells one user contributes to"
+    )
+    dp.add_argument(
+        "--max-taps-per-cell", type=int, default=1, help="Linf: one user's taps counted per cell"
+    )
+    dp.add_argument(
+        "--max-screens-per-user", type=int, default=1, help="layers one user contributes to"
+    )
+    dp.add_argument(
+        "--public-screens",
+        default="",
+        metavar="A,B",
+        help="screens released whatever the data; others pass noisy partition selection",
+    )
+    dp.add_argument("--noise", choices=("laplace", "gaussian"), default="laplace")
+    dp.add_argument(
+        "--budget-epsilon",
+        type=float,
+        help="total epsilon per user within the retention horizon (required with --privacy dp)",
+    )
+    dp.add_argument(
+        "--budget-delta", type=float, default=1e-5, help="total delta within the horizon"
+    )
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -393,7 +449,10 @@ def _config_from(args: argparse.Namespace) -> AggregateConfig:
                 max_taps_per_user_cell=args.max_taps,
                 retention_days=args.retention_days,
                 allow_small_k=args.allow_small_k,
+                dominance=_dominance_from(args),
+                true_totals=args.true_totals,
             ),
+            dp=_dp_policy_from(args),
             sigma=args.sigma,
             measure=args.measure,
             segments=tuple(s.strip() for s in args.segments.split(",") if s.strip()),
@@ -402,6 +461,61 @@ def _config_from(args: argparse.Namespace) -> AggregateConfig:
             as_of=args.as_of,
             assume_consent=args.assume_consent,
             strict=args.strict,
+        )
+    except (TypeError, ValueError) as exc:
+        raise HeatengineError(str(exc)) from None
+
+
+def _dominance_from(args: argparse.Namespace) -> DominanceRule:
+    n = k_percent = None
+    if args.nk_rule:
+        parts = args.nk_rule.split(",")
+        if len(parts) != 2:
+            msg = f"--nk-rule takes N,K, for example 2,85; got {args.nk_rule!r}"
+            raise HeatengineError(msg)
+        try:
+            n, k_percent = int(parts[0]), float(parts[1])
+        except ValueError:
+            msg = f"--nk-rule takes an integer N and a percentage K; got {args.nk_rule!r}"
+            raise HeatengineError(msg) from None
+    return DominanceRule(p=args.p_percent or None, n=n, k_percent=k_percent)
+
+
+def _dp_policy_from(args: argparse.Namespace):
+    """The DPPolicy of --privacy dp, or None."""
+    if args.privacy != "dp":
+        return None
+    from heatengine.dp import DPPolicy
+
+    if args.budget_epsilon is None:
+        msg = (
+            "--privacy dp needs --budget-epsilon: the total epsilon one user may lose to "
+            "this store's releases within the retention horizon"
+        )
+        raise HeatengineError(msg)
+    screens = tuple(s.strip() for s in args.public_screens.split(",") if s.strip())
+    return DPPolicy(
+        epsilon=args.epsilon,
+        delta=args.delta,
+        max_cells_per_user=args.max_cells_per_user,
+        max_taps_per_cell=args.max_taps_per_cell,
+        public_screens=screens or None,
+        max_screens_per_user=args.max_screens_per_user,
+        noise=args.noise,
+    )
+
+
+def _budget_from(args: argparse.Namespace, config: AggregateConfig):
+    """The store's budget policy for a DP run, or None."""
+    if config.dp is None:
+        return None
+    from heatengine.budget import BudgetPolicy
+
+    try:
+        return BudgetPolicy(
+            epsilon=args.budget_epsilon,
+            delta=args.budget_delta,
+            horizon_days=config.privacy.retention_days,
         )
     except (TypeError, ValueError) as exc:
         raise HeatengineError(str(exc)) from None
@@ -426,6 +540,7 @@ def _progress(step: str, seconds: float) -> None:
 def run_aggregate(args: argparse.Namespace) -> int:
     """``heatengine aggregate``."""
     from heatengine.audit import AUDIT_FILE
+    from heatengine.budget import charge_release
     from heatengine.io import input_files
     from heatengine.pipeline import aggregate
     from heatengine.pseudonym import PseudonymKey
@@ -455,6 +570,10 @@ def run_aggregate(args: argparse.Namespace) -> int:
         finally:
             _close_client(client)
         _progress("aggregate on Dask", time.perf_counter() - started)
+    budget = _budget_from(args, config)
+    if budget is not None:
+        status = charge_release(heatmaps, args.out, f"aggregate {started_at.isoformat()}", budget)
+        print(f"  {_budget_line(status)}", file=sys.stderr)
     heatmaps.write(args.out)
     outputs = _store_files(args.out)
     if args.quarantine:
@@ -469,6 +588,13 @@ def run_aggregate(args: argparse.Namespace) -> int:
     if images:
         print(f"images: {len(images)} PNG(s) in {args.png}")
     return 0
+
+
+def _budget_line(status) -> str:
+    return (
+        f"privacy budget: epsilon {status.epsilon_spent:.3g} of {status.epsilon_budget:.3g} "
+        f"spent within the horizon ({len(status.releases)} release(s))"
+    )
 
 
 def _store_files(store: Path) -> list[Path]:
@@ -527,9 +653,12 @@ def run_nightly_command(args: argparse.Namespace) -> int:
         purpose=args.purpose,
         render=lambda heatmaps, folder: _render_all(heatmaps, folder / "png", args),
         builder=builder,
+        budget=_budget_from(args, config),
     )
     if client is not None:
         _close_client(client)
+    if result.budget is not None:
+        _log("budget", f"  {_budget_line(result.budget)}", epsilon=result.budget.epsilon_spent)
     if result.purged:
         days = ", ".join(d.isoformat() for d in result.purged)
         _log("purge", f"  purged partials past retention: {days}", days=result.purged)

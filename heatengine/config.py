@@ -10,7 +10,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from heatengine.dp import DPPolicy
 
 #: Numba options shared by every kernel: one place to change them (``@njit(**NJIT)``).
 NJIT: dict[str, Any] = {"cache": True, "nogil": True}
@@ -293,6 +296,11 @@ class AggregateConfig:
         ``consent`` column. Recorded in the statistics.
     strict
         Raise on the first quarantined row instead of quarantining.
+    dp
+        Publish with differential privacy instead of k-anonymity
+        (:class:`heatengine.dp.DPPolicy`; the CLI's ``--privacy dp``): every cell of the
+        released layers carries calibrated noise and nothing is suppressed. Consent and
+        retention apply as always; ``privacy.k``, the cap and the dominance rules do not.
     """
 
     grid: GridSpec = field(default_factory=GridSpec)
@@ -305,6 +313,7 @@ class AggregateConfig:
     as_of: datetime | None = None
     assume_consent: bool = False
     strict: bool = False
+    dp: DPPolicy | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, int | float):
@@ -325,6 +334,12 @@ class AggregateConfig:
         object.__setattr__(self, "column_map", _normalise_column_map(mapping))
         if self.as_of is not None:
             object.__setattr__(self, "as_of", _as_utc(self.as_of))
+        if self.dp is not None:
+            from heatengine.dp import DPPolicy  # dp imports this module
+
+            if not isinstance(self.dp, DPPolicy):
+                msg = f"dp must be a DPPolicy or None, got {self.dp!r}"
+                raise TypeError(msg)
 
     def _check_segments(self) -> None:
         for name in self.segments:
@@ -355,6 +370,7 @@ class AggregateConfig:
         out["segments"] = list(self.segments)
         out["column_map"] = dict(self.column_map)
         out["as_of"] = None if self.as_of is None else self.as_of.isoformat()
+        out["dp"] = None if self.dp is None else self.dp.to_dict()
         return out
 
     @classmethod
@@ -372,7 +388,16 @@ class AggregateConfig:
             as_of=None if as_of is None else datetime.fromisoformat(as_of),
             assume_consent=data["assume_consent"],
             strict=data["strict"],
+            dp=_dp_from_dict(data.get("dp")),
         )
+
+
+def _dp_from_dict(data: Mapping[str, Any] | None) -> DPPolicy | None:
+    if data is None:
+        return None
+    from heatengine.dp import DPPolicy
+
+    return DPPolicy.from_dict(data)
 
 
 def _normalise_column_map(mapping: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

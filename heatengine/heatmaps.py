@@ -18,6 +18,8 @@ from heatengine.schema import EXCLUSION_REASONS, QUARANTINE_REASONS
 REASON_NAMES = EXCLUSION_REASONS + QUARANTINE_REASONS
 
 LayerRef = str | int | Mapping[str, str]
+#: Exact counts of the data in a DP run's statistics: for the operator, never written.
+PRIVATE_DP_STATISTICS = ("screens_considered",)
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,15 @@ class RunStats(RowCounts):
 
     Row counts always satisfy ``rows_in == rows_eligible + sum(quarantined.values())
     + sum(excluded.values())``. Published totals are derived from the suppressed grid.
+    ``dp`` describes a differentially private release (noise, scale, 95% interval,
+    epsilon and delta spent, layers selected); ``None`` for k-anonymity.
     """
 
     as_of: str
     window_start: str
     suppression: SuppressionStats
     published_taps: int
+    dp: dict[str, Any] | None = None
 
     @property
     def rows_quarantined(self) -> int:
@@ -80,7 +85,12 @@ class RunStats(RowCounts):
 
     def publishable(self) -> dict[str, Any]:
         """The values written to a store's manifest (no sums over suppressed cells)."""
-        return {**asdict(self), "suppression": self.suppression.publishable()}
+        dp = (
+            None
+            if self.dp is None
+            else {k: v for k, v in self.dp.items() if k not in PRIVATE_DP_STATISTICS}
+        )
+        return {**asdict(self), "suppression": self.suppression.publishable(), "dp": dp}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStats:

@@ -75,9 +75,25 @@ def layer_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
     row = heatmaps.layers.row(index, named=True)
     stats = heatmaps.stats
     window = f"{stats.window_start[:10]} to {stats.as_of[:10]}"
+    if stats.dp is not None:
+        return (
+            f"{privacy_summary(heatmaps)} · {row['cells']:,} noisy cells",
+            f"window {window}",
+        )
     return (
         f"{row['users']:,} users in published cells · {row['cells']:,} cells",
         f"k = {heatmaps.config.privacy.k} · window {window}",
+    )
+
+
+def privacy_summary(heatmaps: HeatmapSet) -> str:
+    """``k = 10`` or ``DP ε = 1, δ = 1e-06 · noise ±12 (95%)``, from the published numbers."""
+    dp = heatmaps.stats.dp
+    if dp is None:
+        return f"k = {heatmaps.config.privacy.k}"
+    return (
+        f"DP ε = {dp['epsilon_spent']:.3g}, δ = {dp['delta_spent']:.2g} · "
+        f"noise ±{dp['interval_95']:.0f} per cell (95%)"
     )
 
 

@@ -36,6 +36,7 @@ from heatengine.audit import (
     files_with_hashes,
     run_record,
 )
+from heatengine.budget import BudgetPolicy, BudgetStatus, charge_release
 from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
 from heatengine.heatmaps import HeatmapSet
@@ -68,6 +69,7 @@ class NightlyResult:
     days_merged: tuple[date, ...]
     purged: tuple[date, ...]
     heatmaps: HeatmapSet
+    budget: BudgetStatus | None = None  # differential privacy: the store's budget after
 
 
 def tumbling_window(day: date, length: int) -> tuple[date, date]:
@@ -155,6 +157,7 @@ def run_nightly(
     purpose: str = "",
     render: Callable[[HeatmapSet, Path], object] | None = None,
     builder: Callable[..., tuple] | None = None,
+    budget: BudgetPolicy | None = None,
 ) -> NightlyResult:
     """Aggregate one day into its partial and publish the day's window.
 
@@ -181,7 +184,14 @@ def run_nightly(
         Builds the day's partial: ``builder(partition, config, as_of=..., key=...)``
         returning (partial, row counts, quarantine); default
         :func:`heatengine.pipeline.build_partial` (a Dask cluster's in the CLI).
+    budget
+        With ``config.dp``: the store's privacy budget. Every publication of a window is
+        a release of its own (the window's data change as days arrive, and a rerun draws
+        new noise), charged before it is written and refused when it would overspend.
     """
+    if config is not None and config.dp is not None and budget is None:
+        msg = "a differentially private nightly run needs the store's budget (budget=...)"
+        raise HeatengineError(msg)
     config = config or AggregateConfig()
     store = Path(store)
     started = now or datetime.now(UTC)
@@ -211,6 +221,11 @@ def run_nightly(
         days = tuple(d for d in stored_days(store) if first <= d <= last and d >= horizon)
         heatmaps = _publish_window(store, days, config, first, last)
         window_dir = store / WINDOWS_DIR / f"{first.isoformat()}_{last.isoformat()}"
+        status = None
+        if budget is not None and config.dp is not None:
+            # A rerun draws new noise: it is a new release and is charged again.
+            release = f"{window_dir.name}@{day.isoformat()} run {started.isoformat()}"
+            status = charge_release(heatmaps, store, release, budget, recorded_at=started)
         version = _publish_atomically(heatmaps, window_dir, render)
         outputs = [version / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
         record = run_record(
@@ -225,8 +240,14 @@ def run_nightly(
         )
         record["partials_read"] = [d.isoformat() for d in days]
         record["window"] = [first.isoformat(), last.isoformat()]
+        if status is not None:
+            record["budget"] = {
+                "epsilon_spent": status.epsilon_spent,
+                "delta_spent": status.delta_spent,
+                "ledger_hash": status.ledger_hash,
+            }
         append_entry(store / AUDIT_FILE, record)
-    return NightlyResult(day, (first, last), window_dir, days, purged, heatmaps)
+    return NightlyResult(day, (first, last), window_dir, days, purged, heatmaps, status)
 
 
 def _publish_atomically(

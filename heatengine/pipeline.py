@@ -22,6 +22,7 @@ from heatengine.disclosure import (
     dominance_unsafe,
     secondary_suppression,
 )
+from heatengine.dp import clamped, dp_release
 from heatengine.errors import QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
@@ -196,7 +197,8 @@ def publish(
         as_of=as_of.isoformat(),
         window_start=start.isoformat(),
         suppression=heatmaps.suppression,
-        published_taps=int(heatmaps.layers["taps"].sum()) if heatmaps.layers.height else 0,
+        published_taps=int(heatmaps.layers["taps"].sum() or 0),
+        dp=heatmaps.dp,
     )
     return HeatmapSet(
         config=config,
@@ -312,6 +314,7 @@ class _Published(NamedTuple):
     cells: pl.DataFrame
     grids: np.ndarray
     suppression: SuppressionStats
+    dp: dict | None = None
 
 
 def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _Published:
@@ -319,6 +322,8 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
 
     Everything returned is derived from the suppressed counts.
     """
+    if config.dp is not None:
+        return _publish_dp(partial, config)
     grid = config.grid
     users, taps = partial.cell_totals(config.privacy.max_taps_per_user_cell)
     true_layer_taps = taps.sum(axis=1)
@@ -331,30 +336,19 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
     users, taps = users[keep], taps[keep]
     measure = users if config.measure == "users" else taps
     grids = smooth_grids(measure.reshape(len(keep), *grid.shape), config.sigma)
-
-    layer_columns = list(config.layer_columns)
-    layer_rows = partial.layers[keep].with_columns(
-        pl.format("layer_{}", pl.int_range(len(keep)).cast(pl.String).str.zfill(4)).alias("layer")
-    )
+    layer_rows = _numbered(partial.layers[keep])
     position, cell = np.nonzero(users)
-    cells = pl.DataFrame(
-        {
-            "position": position.astype(np.int64),
-            "cx": (cell % grid.columns).astype(np.int32),
-            "cy": (cell // grid.columns).astype(np.int32),
-            "users": users[position, cell],
-            "taps": taps[position, cell],
-            "density": grids.reshape(len(keep), grid.cells)[position, cell],
-        }
-    )
-    positions = (
-        layer_rows.select(layer_columns).with_row_index("position").cast({"position": pl.Int64})
-    )
-    cells = cells.join(positions, on="position", how="left", maintain_order="left").select(
-        *layer_columns, "cx", "cy", "users", "taps", "density"
+    cells = _cells_table(
+        layer_rows,
+        config,
+        position,
+        cell,
+        users=users[position, cell],
+        taps=taps[position, cell],
+        density=grids.reshape(len(keep), grid.cells)[position, cell],
     )
     layer_users = _published_users_per_layer(partial, users > 0, keep, chunks)
-    layers = layer_rows.select("layer", *layer_columns).with_columns(
+    layers = layer_rows.with_columns(
         users=pl.Series(layer_users, dtype=pl.Int64),
         taps=pl.Series(
             true_layer_taps[keep] if config.privacy.true_totals else taps.sum(axis=1),
@@ -366,6 +360,88 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
         ),
     )
     return _Published(layers, cells, grids, suppression)
+
+
+def _publish_dp(partial: Partial, config: AggregateConfig) -> _Published:
+    """Noise every cell of the public and selected layers; smooth only the noisy counts.
+
+    Cells carry the clamped noisy count of the measure (the other measure is null: it
+    was not released), the raw noisy count and its 95% interval. A layer's ``taps`` is
+    the sum of its clamped cells (post-processing, like the smoothing); its ``users`` is
+    null, as distinct users per layer are not part of the release.
+    """
+    grid = config.grid
+    release = dp_release(partial, config.dp, config.measure)
+    n = release.layers.height
+    noisy = release.values
+    values = clamped(noisy)
+    grids = smooth_grids(values.reshape(n, *grid.shape), config.sigma)
+    layer_rows = _numbered(release.layers)
+    position, cell = np.divmod(np.arange(n * grid.cells, dtype=np.int64), grid.cells)
+    margin = int(release.interval_95)
+    released = pl.Series(values.ravel(), dtype=pl.Int64)
+    absent = pl.Series([None] * released.len(), dtype=pl.Int64)
+    measures = {"users": absent, "taps": absent, config.measure: released}
+    cells = _cells_table(
+        layer_rows,
+        config,
+        position,
+        cell,
+        **measures,
+        density=grids.reshape(-1),
+        noisy=noisy.ravel(),
+        low=np.maximum(noisy.ravel() - margin, 0),
+        high=noisy.ravel() + margin,
+    )
+    # Distinct users per layer were not released; a sum of per-cell users is not one.
+    taps = pl.Series(values.sum(axis=1), dtype=pl.Int64)
+    layers = layer_rows.with_columns(
+        users=pl.lit(None, pl.Int64),
+        taps=taps if config.measure == "taps" else pl.lit(None, pl.Int64),
+        cells=pl.lit(grid.cells, pl.Int64),
+        peak=pl.Series(grids.reshape(n, grid.cells).max(axis=1, initial=0.0), dtype=pl.Float64),
+    )
+    zero = SuppressionStats(0, 0, 0, n, n, 0)
+    details = {
+        "noise": release.noise,
+        "noise_scale": release.noise_scale,
+        "interval_95": release.interval_95,
+        "epsilon_spent": release.epsilon_spent,
+        "delta_spent": release.delta_spent,
+        "screens_selected": release.screens_selected,
+        "screens_considered": release.screens_considered,
+    }
+    return _Published(layers, cells, grids, zero, details)
+
+
+def _numbered(layers: pl.DataFrame) -> pl.DataFrame:
+    """Layer rows with their published ids, ``layer_0000`` onwards, first."""
+    ids = pl.format("layer_{}", pl.int_range(layers.height).cast(pl.String).str.zfill(4))
+    return layers.select(ids.alias("layer"), pl.all())
+
+
+def _cells_table(
+    layer_rows: pl.DataFrame,
+    config: AggregateConfig,
+    position: np.ndarray,
+    cell: np.ndarray,
+    **values: np.ndarray | pl.Series,
+) -> pl.DataFrame:
+    """One row per (layer position, cell): the layer's columns, ``cx``, ``cy``, values."""
+    columns = config.grid.columns
+    layer_columns = list(config.layer_columns)
+    table = pl.DataFrame(
+        {
+            "position": position.astype(np.int64),
+            "cx": (cell % columns).astype(np.int32),
+            "cy": (cell // columns).astype(np.int32),
+            **values,
+        }
+    )
+    positions = layer_rows.select(layer_columns).with_row_index("position")
+    return table.join(
+        positions.cast({"position": pl.Int64}), on="position", how="left", maintain_order="left"
+    ).select(*layer_columns, "cx", "cy", *values)
 
 
 def _hidden_by_other_rules(
@@ -410,7 +486,5 @@ def _published_users_per_layer(
         partial.keys, partial.users, layer_position, published_key, cells, bits, groups
     )
     n_groups = len(keep) << bits
-    distinct = distinct_users_per_group(
-        groups, partial.users, n_groups, chunks or default_chunks()
-    )
+    distinct = distinct_users_per_group(groups, partial.users, n_groups, chunks or default_chunks())
     return distinct.reshape(len(keep), 1 << bits).sum(axis=1)
