@@ -887,10 +887,51 @@ def _share(share: float | None) -> str:
     return "" if share is None else f", {share:.1%} of taps"
 
 
+def _k_lines(heatmaps, line) -> list[str]:
+    sup = heatmaps.stats.suppression
+    rules = {
+        "k": sup.cells_suppressed_k,
+        "p%": sup.cells_suppressed_p_percent,
+        "(n,k)": sup.cells_suppressed_nk,
+        "secondary": sup.cells_suppressed_secondary,
+    }
+    by_rule = ", ".join(f"{name} {n:,}" for name, n in rules.items() if n)
+    privacy = heatmaps.config.privacy
+    return [
+        line(
+            "layers published", sup.layers_published, f"   (suppressed: {sup.layers_suppressed:,})"
+        ),
+        line(
+            "cells published",
+            sup.cells_published,
+            f"   (suppressed: {sup.cells_suppressed:,}{_share(sup.suppressed_tap_share)})",
+        ),
+        *([f"  suppressed by rule: {by_rule}"] if by_rule else []),
+        f"k = {privacy.k}, p% rule: {privacy.dominance.p or 'off'}"
+        + (", true totals" if privacy.true_totals else ""),
+    ]
+
+
+def _dp_lines(heatmaps, line) -> list[str]:
+    from heatengine.legend import privacy_summary
+
+    dp = heatmaps.stats.dp
+    grid_cells = heatmaps.config.grid.cells
+    return [
+        line(
+            "layers released",
+            heatmaps.layers.height,
+            f"   ({dp['screens_selected']:,} selected of {dp['screens_considered']:,} "
+            "non-public, noisy selection)",
+        ),
+        line("cells released", heatmaps.layers.height * grid_cells, "   (every cell, with noise)"),
+        privacy_summary(heatmaps) + f", noise scale {dp['noise_scale']:.3g} ({dp['noise']})",
+    ]
+
+
 def format_summary(heatmaps, seconds: float) -> str:
     """The short run summary the CLI prints."""
     stats = heatmaps.stats
-    sup = stats.suppression
     width = 26
 
     def line(label: str, value: int, note: str = "") -> str:
@@ -903,15 +944,8 @@ def format_summary(heatmaps, seconds: float) -> str:
         *[line(f"  {reason}", n) for reason, n in stats.quarantined.items()],
         line("excluded", stats.rows_excluded),
         *[line(f"  {reason}", n) for reason, n in stats.excluded.items()],
-        line(
-            "layers published", sup.layers_published, f"   (suppressed: {sup.layers_suppressed:,})"
-        ),
-        line(
-            "cells published",
-            sup.cells_published,
-            f"   (suppressed: {sup.cells_suppressed:,}{_share(sup.suppressed_tap_share)})",
-        ),
-        f"k = {heatmaps.config.privacy.k}, measure = {heatmaps.config.measure}, "
+        *(_dp_lines(heatmaps, line) if stats.dp is not None else _k_lines(heatmaps, line)),
+        f"measure = {heatmaps.config.measure}, "
         f"grid = {heatmaps.config.grid.columns}x{heatmaps.config.grid.rows}, "
         f"sigma = {heatmaps.config.sigma}",
     ]

@@ -340,6 +340,13 @@ class AggregateConfig:
             if not isinstance(self.dp, DPPolicy):
                 msg = f"dp must be a DPPolicy or None, got {self.dp!r}"
                 raise TypeError(msg)
+            if self.dp.public_screens and self.segments:
+                msg = (
+                    "public screens cannot be combined with segments: which segment values "
+                    "occur is itself data, so a screen's segment layers must pass noisy "
+                    "selection; drop the segments, or the public screens"
+                )
+                raise ValueError(msg)
 
     def _check_segments(self) -> None:
         for name in self.segments:

@@ -87,12 +87,15 @@ def layer_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
 
 
 def privacy_summary(heatmaps: HeatmapSet) -> str:
-    """``k = 10`` or ``DP ε = 1, δ = 1e-06 · noise ±12 (95%)``, from the published numbers."""
+    """``k = 10`` or ``DP epsilon 1, delta 1e-06 · noise ±12 per cell (95%)``.
+
+    Greek letters are spelled out: the legend's built-in font has no glyphs for them.
+    """
     dp = heatmaps.stats.dp
     if dp is None:
         return f"k = {heatmaps.config.privacy.k}"
     return (
-        f"DP ε = {dp['epsilon_spent']:.3g}, δ = {dp['delta_spent']:.2g} · "
+        f"DP epsilon {dp['epsilon_spent']:.3g}, delta {dp['delta_spent']:.2g} · "
         f"noise ±{dp['interval_95']:.0f} per cell (95%)"
     )
 
