@@ -18,10 +18,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from heatengine._version import __version__
-from heatengine.config import AggregateConfig, GridSpec, PrivacyPolicy
+from heatengine.config import AggregateConfig, DominanceRule, GridSpec, PrivacyPolicy
 from heatengine.errors import HeatengineError, QuarantineError, SchemaError, StoreError
 
 if TYPE_CHECKING:
+    from heatengine.budget import BudgetExceededError, BudgetPolicy
+    from heatengine.dp import DPPolicy
     from heatengine.heatmaps import HeatmapSet, RunStats
     from heatengine.partial import Partial, merge_partials
     from heatengine.pipeline import aggregate
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from heatengine.store import read
 
 _LAZY = {
+    "BudgetExceededError": "heatengine.budget",
+    "BudgetPolicy": "heatengine.budget",
+    "DPPolicy": "heatengine.dp",
     "aggregate": "heatengine.pipeline",
     "HeatmapSet": "heatengine.heatmaps",
     "RunStats": "heatengine.heatmaps",
@@ -47,6 +52,10 @@ _LAZY = {
 
 __all__ = [
     "AggregateConfig",
+    "BudgetExceededError",
+    "BudgetPolicy",
+    "DPPolicy",
+    "DominanceRule",
     "GridSpec",
     "HeatengineError",
     "HeatmapSet",
