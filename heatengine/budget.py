@@ -62,6 +62,7 @@ import fcntl
 import json
 import math
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -330,18 +331,52 @@ def charge(
     return _status((*entries, entry), as_of, policy, written["hash"])
 
 
+def require_room(
+    store: str | os.PathLike[str],
+    release: str,
+    epsilon: float,
+    delta: float,
+    policy: BudgetPolicy,
+    as_of: datetime,
+) -> BudgetStatus:
+    """Refuse early, before any data is read, a release that could not be charged.
+
+    Raises
+    ------
+    BudgetExceededError
+        With the numbers, as :func:`charge` would.
+    """
+    directory = Path(store)
+    if not directory.is_dir():
+        return _status((), _as_of_day(as_of), policy, GENESIS)
+    before = spent(directory, as_of, policy)
+    since = _horizon_start(_as_of_day(as_of), policy)
+    _require_within_budget(
+        directory / BUDGET_FILE, release_id, before, epsilon, delta, policy, since
+    )
+    return before
+
+
+def release_id(name: str) -> str:
+    """A ledger id that no other release shares: every publication draws new noise, so a
+    rerun of the same window is a new release, charged again."""
+    return f"{name} #{secrets.token_hex(6)}"
+
+
 def charge_release(
     heatmaps: HeatmapSet,
     store: str | os.PathLike[str],
-    release_id: str,
+    release: str,
     policy: BudgetPolicy,
     recorded_at: datetime | None = None,
+    days: tuple[date, date] | None = None,
 ) -> BudgetStatus:
     """Charge a differentially private result to ``store``'s budget before it is written.
 
-    The data window is the result's, from ``window_start`` to the day before ``as_of``
-    when ``as_of`` is midnight (a window's end), else to ``as_of``'s day; the cost is the
-    ``epsilon`` and ``delta`` the release spent (``heatmaps.stats.dp``).
+    ``days`` are the first and last day whose taps the release used; by default the
+    result's window, from ``window_start`` to the day before ``as_of`` when ``as_of`` is
+    midnight, else to ``as_of``'s day. The cost is the ``epsilon`` and ``delta`` the
+    release spent (``heatmaps.stats.dp``).
 
     Raises
     ------
@@ -354,14 +389,15 @@ def charge_release(
     if dp is None:
         msg = "only differentially private results are charged to a privacy budget"
         raise HeatengineError(msg)
-    start = datetime.fromisoformat(heatmaps.stats.window_start).date()
-    end = (datetime.fromisoformat(heatmaps.stats.as_of) - timedelta(microseconds=1)).date()
+    if days is None:
+        start = datetime.fromisoformat(heatmaps.stats.window_start).date()
+        end = (datetime.fromisoformat(heatmaps.stats.as_of) - timedelta(microseconds=1)).date()
+        days = (start, end)
     Path(store).mkdir(parents=True, exist_ok=True)
     return charge(
         store,
-        release_id,
-        start,
-        end,
+        release,
+        *days,
         dp["epsilon_spent"],
         dp["delta_spent"],
         policy,

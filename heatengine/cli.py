@@ -540,7 +540,7 @@ def _progress(step: str, seconds: float) -> None:
 def run_aggregate(args: argparse.Namespace) -> int:
     """``heatengine aggregate``."""
     from heatengine.audit import AUDIT_FILE
-    from heatengine.budget import charge_release
+    from heatengine.budget import charge_release, release_id, require_room
     from heatengine.io import input_files
     from heatengine.pipeline import aggregate
     from heatengine.pseudonym import PseudonymKey
@@ -551,6 +551,9 @@ def run_aggregate(args: argparse.Namespace) -> int:
     key = PseudonymKey.from_file(args.key_file) if args.key_file else None
     started = time.perf_counter()
     started_at = datetime.now(UTC)
+    budget = _budget_from(args, config)
+    if budget is not None:  # refuse before reading any data
+        require_room(args.out, "this run", config.dp.epsilon, config.dp.delta, budget, started_at)
     print(f"heatengine {__version__}: aggregating {len(args.inputs)} input(s)", file=sys.stderr)
     client = _cluster_client(args)
     if client is None:
@@ -570,9 +573,9 @@ def run_aggregate(args: argparse.Namespace) -> int:
         finally:
             _close_client(client)
         _progress("aggregate on Dask", time.perf_counter() - started)
-    budget = _budget_from(args, config)
     if budget is not None:
-        status = charge_release(heatmaps, args.out, f"aggregate {started_at.isoformat()}", budget)
+        release = release_id(f"aggregate {started_at.isoformat()}")
+        status = charge_release(heatmaps, args.out, release, budget)
         print(f"  {_budget_line(status)}", file=sys.stderr)
     heatmaps.write(args.out)
     outputs = _store_files(args.out)

@@ -36,7 +36,13 @@ from heatengine.audit import (
     files_with_hashes,
     run_record,
 )
-from heatengine.budget import BudgetPolicy, BudgetStatus, charge_release
+from heatengine.budget import (
+    BudgetPolicy,
+    BudgetStatus,
+    charge_release,
+    release_id,
+    require_room,
+)
 from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
 from heatengine.heatmaps import HeatmapSet
@@ -207,6 +213,9 @@ def run_nightly(
                 f"days before {started.date()}): its data may no longer be processed"
             )
             raise HeatengineError(msg)
+        if budget is not None and config.dp is not None:  # before any data is read
+            dp = config.dp
+            require_room(store, f"{day} (check)", dp.epsilon, dp.delta, budget, started)
         partition = Path(input_root) / f"date={day.isoformat()}"
         if not partition.is_dir():
             msg = f"no partition for {day}: {str(partition)!r} does not exist"
@@ -223,9 +232,10 @@ def run_nightly(
         window_dir = store / WINDOWS_DIR / f"{first.isoformat()}_{last.isoformat()}"
         status = None
         if budget is not None and config.dp is not None:
-            # A rerun draws new noise: it is a new release and is charged again.
-            release = f"{window_dir.name}@{day.isoformat()} run {started.isoformat()}"
-            status = charge_release(heatmaps, store, release, budget, recorded_at=started)
+            release = release_id(f"{window_dir.name}@{day.isoformat()}")
+            status = charge_release(
+                heatmaps, store, release, budget, started, days=(min(days), max(days))
+            )
         version = _publish_atomically(heatmaps, window_dir, render)
         outputs = [version / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
         record = run_record(

@@ -391,7 +391,7 @@ def _publish_dp(partial: Partial, config: AggregateConfig) -> _Published:
         density=grids.reshape(-1),
         noisy=noisy.ravel(),
         low=np.maximum(noisy.ravel() - margin, 0),
-        high=noisy.ravel() + margin,
+        high=np.maximum(noisy.ravel() + margin, 0),
     )
     # Distinct users per layer were not released; a sum of per-cell users is not one.
     taps = pl.Series(values.sum(axis=1), dtype=pl.Int64)
