@@ -31,6 +31,7 @@ from heatengine.pipeline import aggregate
 from heatengine.synthetic import DEMO_END, generate_taps
 
 BENCH_GRID = GridSpec(128, 256)
+TOKEN_SEED = 0
 RESULT_COLUMNS = ["screen", "cx", "cy", "users", "taps"]
 
 
@@ -51,10 +52,12 @@ class Timing:
         return self.taps / self.seconds / 1e6
 
 
-def benchmark_taps(n_taps: int, seed: int = 0) -> pl.DataFrame:
+def benchmark_taps(n_taps: int, seed: int = 0, n_users: int | None = None) -> pl.DataFrame:
     """Generated taps with pseudonymous uint64 ``user_token`` instead of raw ids."""
-    taps = generate_taps(n_taps, seed=seed)
-    token = pl.col("user_id").hash(seed).alias("user_token")
+    taps = generate_taps(n_taps, seed=seed, n_users=n_users)
+    # One token per user whatever the seed: files generated with different seeds then
+    # share their users, as the days of one app do.
+    token = pl.col("user_id").hash(TOKEN_SEED).alias("user_token")
     return taps.with_columns(token).select("screen", "x", "y", "user_token", "ts", "consent")
 
 
@@ -303,10 +306,12 @@ def write_benchmark_files(n_taps: int, directory: Path, *, files: int, seed: int
     """Generated taps with tokens, as ``files`` Parquet files (generated file by file)."""
     directory.mkdir(parents=True, exist_ok=True)
     per_file = -(-n_taps // files)
+    users = max(1, n_taps // 50)  # the population of the whole run, shared by every file
     for i in range(files):
         size = min(per_file, n_taps - i * per_file)
         if size > 0:
-            benchmark_taps(size, seed=seed + i).write_parquet(directory / f"part-{i:04d}.parquet")
+            taps = benchmark_taps(size, seed=seed + i, n_users=users)
+            taps.write_parquet(directory / f"part-{i:04d}.parquet")
     return directory
 
 

@@ -6,8 +6,8 @@ once at the public edge and hand over contiguous arrays of the documented dtypes
 The central structure is a *contribution list*: parallel arrays ``keys`` (int64, a layer
 and cell packed as ``layer * cells + cell``), ``users`` (uint64 pseudonymous tokens) and
 ``taps`` (int64), sorted by ``(key, user)`` with each pair once. It is exact, and two
-lists merge by concatenating and calling :func:`combine_contributions` again, so the same
-function merges thread chunks, files, days and workers.
+lists merge in linear time (:func:`merge_sorted_contributions`), so the same function
+merges files, days and workers.
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ def count_contributions(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Taps per distinct ``(key, user)`` pair, one input row per tap.
 
-    The same result as :func:`combine_contributions` with every ``taps`` equal to 1,
-    faster: only users move, and each key's users are sorted in place.
+    Only users move, and each key's users are sorted in place.
 
     Parameters
     ----------
@@ -134,59 +133,6 @@ def count_contributions(
                 out_keys[j] = k
                 out_users[j] = grouped[i]
             out_taps[j] += 1
-    return out_keys, out_users, out_taps
-
-
-@njit(**NJIT_PARALLEL)
-def combine_contributions(
-    keys: np.ndarray, users: np.ndarray, taps: np.ndarray, n_keys: int, n_chunks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum ``taps`` per distinct ``(key, user)`` pair: the merge of contribution lists.
-
-    Parameters
-    ----------
-    keys : int64 array in ``[0, n_keys)``
-    users : uint64 array, pseudonymous user tokens
-    taps : int64 array, taps per entry (counts when merging partials)
-    n_keys : number of possible keys
-    n_chunks : parallel chunks; the output is identical for every value
-
-    Returns
-    -------
-    keys, users, taps
-        One entry per distinct pair, sorted by key and then by user.
-    """
-    key_start, slots = _slots_by_key(keys, n_keys, n_chunks)
-    grouped_users = np.empty(keys.size, users.dtype)
-    grouped_taps = np.empty(keys.size, taps.dtype)
-    for i in prange(keys.size):
-        grouped_users[slots[i]] = users[i]
-        grouped_taps[slots[i]] = taps[i]
-    distinct = np.zeros(n_keys, np.int64)
-    for k in prange(n_keys):
-        start, stop = key_start[k], key_start[k + 1]
-        if stop - start > 1:
-            order = np.argsort(grouped_users[start:stop])
-            grouped_users[start:stop] = grouped_users[start:stop][order]
-            grouped_taps[start:stop] = grouped_taps[start:stop][order]
-        count = 0
-        for i in range(start, stop):
-            if i == start or grouped_users[i] != grouped_users[i - 1]:
-                count += 1
-        distinct[k] = count
-    out_start = _segment_starts(distinct)
-    m = out_start[n_keys]
-    out_keys = np.empty(m, np.int64)
-    out_users = np.empty(m, users.dtype)
-    out_taps = np.zeros(m, taps.dtype)
-    for k in prange(n_keys):
-        j = out_start[k] - 1
-        for i in range(key_start[k], key_start[k + 1]):
-            if i == key_start[k] or grouped_users[i] != grouped_users[i - 1]:
-                j += 1
-                out_keys[j] = k
-                out_users[j] = grouped_users[i]
-            out_taps[j] += grouped_taps[i]
     return out_keys, out_users, out_taps
 
 
@@ -327,3 +273,80 @@ def _count_distinct(values):
             table[slot] = v
             count += 1
     return count
+
+
+@njit(**NJIT)
+def _before(key_a, user_a, key_b, user_b):
+    return key_a < key_b or (key_a == key_b and user_a < user_b)
+
+
+@njit(**NJIT)
+def _merge_range(ka, ua, ta, a0, a1, kb, ub, tb, b0, b1, out_k, out_u, out_t, start, write):
+    """Merge two sorted contribution ranges; returns the entries produced.
+
+    With ``write`` false only counts, so a first pass can size each range's output.
+    """
+    i, j, n = a0, b0, 0
+    while i < a1 or j < b1:
+        if j >= b1 or (i < a1 and _before(ka[i], ua[i], kb[j], ub[j])):
+            k, u, t = ka[i], ua[i], ta[i]
+            i += 1
+        elif i >= a1 or _before(kb[j], ub[j], ka[i], ua[i]):
+            k, u, t = kb[j], ub[j], tb[j]
+            j += 1
+        else:  # the same (key, user) in both: one entry, taps summed
+            k, u, t = ka[i], ua[i], ta[i] + tb[j]
+            i += 1
+            j += 1
+        if write:
+            out_k[start + n], out_u[start + n], out_t[start + n] = k, u, t
+        n += 1
+    return n
+
+
+@njit(**NJIT_PARALLEL)
+def merge_sorted_contributions(
+    ka: np.ndarray,
+    ua: np.ndarray,
+    ta: np.ndarray,
+    kb: np.ndarray,
+    ub: np.ndarray,
+    tb: np.ndarray,
+    n_parts: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge two contribution lists that are each sorted by ``(key, user)``.
+
+    The contribution list of both sets of taps together, in linear time: no sort, no
+    histogram. The key range is cut into ``n_parts`` pieces at keys of
+    the longer list, so the pieces merge in parallel; the output does not depend on
+    ``n_parts``.
+    """
+    if ka.size < kb.size:
+        ka, ua, ta, kb, ub, tb = kb, ub, tb, ka, ua, ta
+    cuts = np.empty(n_parts + 1, np.int64)
+    for p in range(n_parts + 1):
+        cuts[p] = ka[min(ka.size * p // n_parts, ka.size - 1)] if ka.size else 0
+    a_at = np.searchsorted(ka, cuts)
+    b_at = np.searchsorted(kb, cuts)
+    a_at[0] = b_at[0] = 0
+    a_at[n_parts], b_at[n_parts] = ka.size, kb.size
+    sizes = np.zeros(n_parts, np.int64)
+    out_k = np.empty(0, ka.dtype)
+    out_u = np.empty(0, ua.dtype)
+    out_t = np.empty(0, ta.dtype)
+    for p in prange(n_parts):
+        sizes[p] = _merge_range(
+            ka, ua, ta, a_at[p], a_at[p + 1], kb, ub, tb, b_at[p], b_at[p + 1],
+            out_k, out_u, out_t, 0, False,
+        )  # fmt: skip
+    starts = _segment_starts(sizes)
+    total = starts[n_parts]
+    out_k = np.empty(total, ka.dtype)
+    out_u = np.empty(total, ua.dtype)
+    out_t = np.empty(total, ta.dtype)
+    for p in prange(n_parts):
+        _merge_range(
+            ka, ua, ta, a_at[p], a_at[p + 1], kb, ub, tb, b_at[p], b_at[p + 1],
+            out_k, out_u, out_t, starts[p], True,
+        )  # fmt: skip
+    return out_k, out_u, out_t

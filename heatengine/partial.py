@@ -19,9 +19,9 @@ import polars as pl
 from heatengine.config import GridSpec
 from heatengine.kernels import (
     cell_totals,
-    combine_contributions,
     count_contributions,
     layer_cell_keys,
+    merge_sorted_contributions,
 )
 
 
@@ -91,23 +91,12 @@ def _restore(result: tuple, occupied: np.ndarray | None) -> tuple:
     return (out_keys if occupied is None else occupied[out_keys]), out_users, out_taps
 
 
-def combine(
-    keys: np.ndarray, users: np.ndarray, taps: np.ndarray, n_keys: int, chunks: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`combine_contributions` with memory bounded by the keys that occur.
-
-    The result is the same for any ``chunks``; the number of chunks is reduced when their
-    histograms would exceed :data:`CHUNK_HISTOGRAM_BUDGET`.
-    """
-    keys, n_keys, occupied = _dense_keys(keys, n_keys)
-    chunks = _affordable_chunks(n_keys, chunks)
-    return _restore(combine_contributions(keys, users, taps, n_keys, chunks), occupied)
-
-
 def count(
     keys: np.ndarray, users: np.ndarray, n_keys: int, chunks: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`count_contributions` (one row per tap) with the memory bounds of :func:`combine`."""
+    """:func:`count_contributions` (one row per tap), with memory bounded by the keys that
+    occur; the result is the same for any ``chunks``, which is reduced when the per-chunk
+    histograms would exceed :data:`CHUNK_HISTOGRAM_BUDGET`."""
     keys, n_keys, occupied = _dense_keys(keys, n_keys)
     chunks = _affordable_chunks(n_keys, chunks)
     return _restore(count_contributions(keys, users, n_keys, chunks), occupied)
@@ -154,8 +143,9 @@ def partial_from_taps(
 def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Partial:
     """Merge partials of the same grid into one, exactly.
 
-    Layers are united and re-sorted; each partial's keys are moved to the united
-    layer numbering, and counts of the same (layer, cell, user) are summed.
+    Layers are united and re-sorted; each partial's keys move to the united layer
+    numbering (an increasing map, so every list stays sorted), and the sorted lists are
+    merged pairwise in linear time, counts of the same (layer, cell, user) summed.
     """
     if not parts:
         msg = "merge_partials needs at least one partial"
@@ -168,7 +158,7 @@ def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Parti
     columns = parts[0].layers.columns
     united = pl.concat([p.layers for p in parts], how="vertical").unique().sort(columns)
     numbered = united.with_row_index("united")
-    keys = []
+    lists = []
     for part in parts:
         mapping = (
             part.layers.with_row_index("own")
@@ -178,12 +168,12 @@ def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Parti
             .astype(np.int64)
         )
         layer, cell = np.divmod(part.keys, grid.cells)
-        keys.append(mapping[layer] * grid.cells + cell)
-    merged = combine(
-        np.concatenate(keys),
-        np.concatenate([p.users for p in parts]),
-        np.concatenate([p.taps for p in parts]),
-        united.height * grid.cells,
-        chunks,
-    )
-    return Partial(grid, united, *merged)
+        lists.append((mapping[layer] * grid.cells + cell, part.users, part.taps))
+    n_parts = 4 * (chunks or default_chunks())
+    while len(lists) > 1:  # pairwise rounds: each entry is copied log2(len(parts)) times
+        merged = [
+            merge_sorted_contributions(*lists[i], *lists[i + 1], n_parts)
+            for i in range(0, len(lists) - 1, 2)
+        ]
+        lists = merged + ([lists[-1]] if len(lists) % 2 else [])
+    return Partial(grid, united, *lists[0])

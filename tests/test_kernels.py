@@ -10,9 +10,9 @@ from hypothesis.extra import numpy as hnp
 
 from heatengine.kernels import (
     cell_totals,
-    combine_contributions,
     count_contributions,
     layer_cell_keys,
+    merge_sorted_contributions,
 )
 from tests import reference
 
@@ -55,20 +55,15 @@ def test_right_and_bottom_edges_belong_to_the_last_cell():
 
 @settings(deadline=None, max_examples=150)
 @given(taps(), st.integers(1, 8), st.integers(1, 6))
-def test_combine_contributions_matches_polars(case, chunks, cap):
+def test_count_contributions_matches_polars(case, chunks, cap):
     columns, rows, layers, layer, x, y, users = case
     keys = keys_of(columns, rows, layer, x, y)
     n_keys = layers * columns * rows
-    out_keys, out_users, out_taps = combine_contributions(
-        keys, users, np.ones(keys.size, np.int64), n_keys, chunks
-    )
+    out_keys, out_users, out_taps = count_contributions(keys, users, n_keys, chunks)
     expected = reference.contributions(keys, users, np.ones(keys.size, np.int64))
     np.testing.assert_array_equal(out_keys, expected["key"].to_numpy())
     np.testing.assert_array_equal(out_users, expected["user"].to_numpy())
     np.testing.assert_array_equal(out_taps, expected["taps"].to_numpy())
-    counted = count_contributions(keys, users, n_keys, chunks)
-    for got, want in zip(counted, (out_keys, out_users, out_taps), strict=True):
-        np.testing.assert_array_equal(got, want)
 
     users_per_key = np.zeros(n_keys, np.int64)
     taps_per_key = np.zeros(n_keys, np.int64)
@@ -82,18 +77,32 @@ def test_combine_contributions_matches_polars(case, chunks, cap):
     np.testing.assert_array_equal(taps_per_key, expected_taps)
 
 
+@settings(deadline=None, max_examples=150)
+@given(taps(), st.integers(0, 400), st.integers(1, 9))
+def test_merge_sorted_contributions_matches_polars(case, split, n_parts):
+    """Two lists counted from two halves of the taps merge into the list of all taps."""
+    columns, rows, layers, layer, x, y, users = case
+    keys = keys_of(columns, rows, layer, x, y)
+    n_keys = layers * columns * rows
+    split = min(split, keys.size)
+    first = count_contributions(keys[:split], users[:split], n_keys, 2)
+    second = count_contributions(keys[split:], users[split:], n_keys, 3)
+    merged = merge_sorted_contributions(*first, *second, n_parts)
+    expected = reference.contributions(keys, users, np.ones(keys.size, np.int64))
+    for got, column in zip(merged, ("key", "user", "taps"), strict=True):
+        np.testing.assert_array_equal(got, expected[column].to_numpy())
+    swapped = merge_sorted_contributions(*second, *first, 1)
+    for a, b in zip(merged, swapped, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("chunks", [1, 2, 4, 7])
 def test_result_is_the_same_for_any_chunking_and_order(chunks):
     rng = np.random.default_rng(5)
     n, n_keys = 20_000, 300
     keys = rng.integers(0, n_keys, n).astype(np.int64)
     users = rng.integers(0, 500, n).astype(np.uint64)
-    weights = rng.integers(1, 4, n).astype(np.int64)
-    serial = combine_contributions(keys, users, weights, n_keys, 1)
     order = rng.permutation(n)
-    shuffled = combine_contributions(keys[order], users[order], weights[order], n_keys, chunks)
-    for a, b in zip(serial, shuffled, strict=True):
-        np.testing.assert_array_equal(a, b)
     counted_serial = count_contributions(keys, users, n_keys, 1)
     counted = count_contributions(keys[order], users[order], n_keys, chunks)
     for a, b in zip(counted_serial, counted, strict=True):
@@ -102,14 +111,19 @@ def test_result_is_the_same_for_any_chunking_and_order(chunks):
 
 def test_empty_input_gives_empty_lists():
     empty = np.empty(0, np.int64)
-    keys, users, taps_ = combine_contributions(empty, np.empty(0, np.uint64), empty, 10, 3)
+    no_users = np.empty(0, np.uint64)
+    keys, users, taps_ = count_contributions(empty, no_users, 10, 3)
+    assert keys.size == users.size == taps_.size == 0
+    keys, users, taps_ = merge_sorted_contributions(
+        empty, no_users, empty, empty, no_users, empty, 4
+    )
     assert keys.size == users.size == taps_.size == 0
 
 
 def test_single_cell_counts_users_once_and_caps_taps():
     keys = np.zeros(9, np.int64)
     users = np.array([5, 5, 5, 5, 5, 5, 9, 9, 1], np.uint64)
-    out = combine_contributions(keys, users, np.ones(9, np.int64), 1, 2)
+    out = count_contributions(keys, users, 1, 2)
     assert out[1].tolist() == [1, 5, 9]
     assert out[2].tolist() == [1, 6, 2]
     users_out, taps_out = np.zeros(1, np.int64), np.zeros(1, np.int64)
