@@ -54,8 +54,6 @@ from heatengine.schema import (
 from heatengine.smooth import smooth_grids
 
 Progress = Callable[[str, float], None]
-#: Streaming merges the partials of this many files at once, bounding what is held.
-MERGE_EVERY = 8
 USERS_PER_GROUP = 256
 MAX_BUCKET_BITS = 10
 
@@ -159,8 +157,10 @@ def build_partial(
         rows_eligible += batch.eligible.height
         parts.append(_build_partial(batch, columns, config, key, chunks))
         del batch
-        if len(parts) >= MERGE_EVERY:
-            parts = [merge_partials(parts, chunks)]
+        # Merge while the partial below is no larger: sizes then shrink geometrically up
+        # the stack, so few partials are held and each entry is merged O(log files) times.
+        while len(parts) > 1 and parts[-2].keys.size <= parts[-1].keys.size:
+            parts[-2:] = [merge_partials(parts[-2:], chunks)]
         clock.lap(f"file {number}/{len(batches)}" if streaming else "bin")
     partial = parts[0] if len(parts) == 1 else merge_partials(parts, chunks)
     counts = RowCounts(
