@@ -43,7 +43,9 @@ from heatengine.schema import (
     QUARANTINE_REASONS,
     REASON_CODE,
     REASON_CODES,
+    USER_CODE,
     ResolvedColumns,
+    clean_user_values,
     coerce_types,
     normalised_coordinates,
     reason_expression,
@@ -216,6 +218,33 @@ class _Batch(NamedTuple):
     quarantine: pl.DataFrame
     eligible: pl.DataFrame
     layers: pl.DataFrame
+    ids: _UserIds | None
+
+
+class _UserIds(NamedTuple):
+    """Ids numbered per distinct value: ``code`` per row (-1: missing), ``ids`` cleaned."""
+
+    code: np.ndarray
+    ids: pl.Series
+
+
+def _code_user_ids(raw: pl.DataFrame, columns: ResolvedColumns) -> _UserIds | None:
+    """Number the ids once per distinct value; ``None`` for integer tokens, used as given."""
+    series = raw[columns.user]
+    if columns.user == "user_token" and series.dtype.is_integer():
+        return None
+    codes, distinct = distinct_codes(series)
+    cleaned = clean_user_values(distinct)  # " u1" and "u1" are one user
+    ids = cleaned.drop_nulls().unique(maintain_order=True)
+    position = (
+        cleaned.to_frame()
+        .join(ids.to_frame().with_row_index("position"), on=ids.name, how="left",
+              maintain_order="left")["position"]
+        .fill_null(-1)
+        .cast(pl.Int64)
+        .to_numpy()
+    )  # fmt: skip
+    return _UserIds(position[codes], ids)
 
 
 def _label(
@@ -223,11 +252,14 @@ def _label(
 ) -> _Batch:
     """Give every row of one batch its reason; split off quarantined and eligible rows."""
     coded = code_layers(raw, config)
-    labelled = (
-        coerce_types(raw, columns, config)
-        .with_columns(pl.Series(LAYER, coded.layer))
-        .with_columns(reason_expression(columns, config, as_of))
-    )
+    labelled = coerce_types(raw, columns, config).with_columns(pl.Series(LAYER, coded.layer))
+    ids = _code_user_ids(raw, columns)
+    user = columns.user
+    if ids is not None:
+        labelled = labelled.with_columns(pl.Series(USER_CODE, ids.code))
+        user = USER_CODE
+    missing_user = None if ids is None else pl.col(USER_CODE) < 0
+    labelled = labelled.with_columns(reason_expression(columns, config, as_of, missing_user))
     reasons = _reason_counts(labelled)
     quarantined = {r: reasons[r] for r in QUARANTINE_REASONS if reasons[r]}
     if config.strict and quarantined:
@@ -239,12 +271,12 @@ def _label(
     quarantine = (
         labelled.filter(codes.is_in([REASON_CODES[r] for r in QUARANTINE_REASONS]))
         .with_columns(reason_names(codes).alias("reason"))
-        .drop(REASON_CODE, LAYER, columns.user)
+        .drop(REASON_CODE, LAYER, columns.user, USER_CODE, strict=False)
     )
     # Only what binning needs is copied by the filter (a large part of peak memory).
-    needed = [LAYER, columns.user, *normalised_coordinates(config)]
+    needed = [LAYER, user, *normalised_coordinates(config)]
     eligible = labelled.select(codes, *needed).filter(codes == ELIGIBLE).drop(REASON_CODE)
-    return _Batch(labelled.height, reasons, quarantine, eligible, coded.layers)
+    return _Batch(labelled.height, reasons, quarantine, eligible, coded.layers, ids)
 
 
 class _Clock:
@@ -265,28 +297,24 @@ def _reason_counts(labelled: pl.DataFrame) -> dict[str, int]:
     return {reason: int(counts[code]) for reason, code in REASON_CODES.items()}
 
 
-def _user_tokens(
-    eligible: pl.DataFrame, columns: ResolvedColumns, key: PseudonymKey | None
-) -> np.ndarray:
+def _user_tokens(batch: _Batch, columns: ResolvedColumns, key: PseudonymKey | None) -> np.ndarray:
     """uint64 token per eligible row, computed once per distinct id.
 
-    Distinct ids are found through two unkeyed in-run hashes of each id
-    (:func:`heatengine.layers.distinct_codes`), never stored.
+    Integer ``user_token`` values are used as given; other ids were numbered per
+    distinct value (:func:`_code_user_ids`) and each distinct id is pseudonymised once.
     """
-    user = columns.user
-    series = eligible[user]
-    if user == "user_token" and series.dtype.is_integer():
+    if batch.ids is None:
+        series = batch.eligible[columns.user]
         if series.dtype.is_signed_integer():
             series = series.cast(pl.Int64).reinterpret(signed=False)
         return series.cast(pl.UInt64).to_numpy()
-    codes, distinct = distinct_codes(series)
-    if user == "user_id":
+    if columns.user == "user_id":
         if key is None:
             raise missing_key_error()
-        tokens = pseudonymise_ids(distinct, key)
+        tokens = pseudonymise_ids(batch.ids.ids, key)
     else:
-        tokens = tokens_from_text(distinct)
-    return tokens[codes]
+        tokens = tokens_from_text(batch.ids.ids.cast(pl.String))
+    return tokens[batch.eligible[USER_CODE].to_numpy()]
 
 
 def _build_partial(
@@ -304,7 +332,7 @@ def _build_partial(
         layer,
         eligible["x"].to_numpy(),
         eligible["y"].to_numpy(),
-        _user_tokens(eligible, columns, key),
+        _user_tokens(batch, columns, key),
         chunks,
     )
 

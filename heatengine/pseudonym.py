@@ -19,6 +19,7 @@ from heatengine.errors import HeatengineError
 
 KEY_ENV_VAR = "HEATENGINE_KEY"
 MIN_KEY_BYTES = 32
+SHA256_BLOCK = 64
 
 
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
@@ -44,7 +45,7 @@ class PseudonymKey:
     PseudonymKey(epoch='...', secret=<redacted>)
     """
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_inner", "_outer", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes | bytearray):
@@ -58,6 +59,14 @@ class PseudonymKey:
             )
             raise HeatengineError(msg)
         self._secret = bytes(secret)
+        # HMAC's padded-key hash states, computed once: each digest then copies them
+        # instead of hashing the key again (twice as fast over many distinct ids).
+        block = self._secret
+        if len(block) > SHA256_BLOCK:  # RFC 2104: long keys are hashed first
+            block = hashlib.sha256(block).digest()
+        block = block.ljust(SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     @property
     def epoch(self) -> str:
@@ -75,8 +84,13 @@ class PseudonymKey:
         raise TypeError(msg)
 
     def digest(self, message: bytes) -> bytes:
-        """HMAC-SHA256 of ``message`` under this key (32 bytes)."""
-        return hmac_sha256(self._secret, message)
+        """HMAC-SHA256 of ``message`` under this key (32 bytes), equal to
+        :func:`hmac_sha256` (RFC 2104), from the precomputed padded-key states."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PseudonymKey:

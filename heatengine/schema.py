@@ -37,6 +37,8 @@ REASON_CODES = {
 MISSING_SEGMENT = "(missing)"
 #: Per-row layer number column (negative: no screen), added before reasons are given.
 LAYER = "layer"
+#: Per-row number of the distinct (cleaned) user id (negative: no id).
+USER_CODE = "token"
 # Accepted timestamp text, row by row: with an offset or Z, else taken as UTC.
 ISO_FORMATS_WITH_OFFSET = (
     "%Y-%m-%dT%H:%M:%S%.f%#z",
@@ -224,13 +226,21 @@ def clean_layer_values(values: pl.Series, screen: bool) -> pl.Series:
 
 
 def _as_user(df: pl.DataFrame, column: str) -> pl.Expr:
-    """Integer ids as given; text ids without surrounding space (``" u1"`` is ``"u1"``)."""
+    """Ids as given (integer or text); text is cleaned per distinct id by
+    :func:`clean_user_values`."""
     dtype = df.schema[column]
-    if dtype.is_integer():
+    if dtype.is_integer() or _is_text(dtype):
         return pl.col(column)
-    if _is_text(dtype):
-        return _blank_to_null(pl.col(column).cast(pl.String).str.strip_chars()).alias(column)
     raise _type_error(column, dtype, "text or an integer")
+
+
+def clean_user_values(values: pl.Series) -> pl.Series:
+    """Distinct ids as they are pseudonymised: integers as given, text without
+    surrounding space (``" u1"`` is ``"u1"``), blank text missing."""
+    if values.dtype.is_integer():
+        return values
+    text = _blank_to_null(pl.col(values.name).cast(pl.String).str.strip_chars())
+    return values.to_frame().select(text.alias(values.name)).to_series()
 
 
 def _as_timestamp(df: pl.DataFrame) -> pl.Expr:
@@ -295,14 +305,18 @@ def normalised_coordinates(config: AggregateConfig) -> tuple[pl.Expr, pl.Expr]:
 
 
 def reason_expression(
-    columns: ResolvedColumns, config: AggregateConfig, as_of: datetime
+    columns: ResolvedColumns,
+    config: AggregateConfig,
+    as_of: datetime,
+    missing_user: pl.Expr | None = None,
 ) -> pl.Expr:
     """One reason code per row (:data:`ELIGIBLE` for none); the first matching rule wins.
 
     Consent and retention come first (a null timestamp matches neither and is then
     quarantined). Expects the :data:`LAYER` column of :mod:`heatengine.layers`, negative
-    where the screen is missing. Works on the coerced columns as given: pixels are normalised inside
-    the range check.
+    where the screen is missing; ``missing_user`` replaces the null test of the user
+    column when ids are numbered per distinct value. Works on the coerced columns as
+    given: pixels are normalised inside the range check.
     """
     x, y = pl.col("x"), pl.col("y")
     ts = pl.col("ts")
@@ -314,7 +328,7 @@ def reason_expression(
         ("older_than_retention", ts < pl.lit(horizon)),
         ("after_as_of", ts > pl.lit(as_of)),
         ("missing_screen", pl.col(LAYER) < 0),
-        ("missing_user", pl.col(columns.user).is_null()),
+        ("missing_user", pl.col(columns.user).is_null() if missing_user is None else missing_user),
         ("missing_coordinate", x.is_null() | y.is_null()),
         ("non_finite_coordinate", ~(x.is_finite() & y.is_finite())),
     ]
