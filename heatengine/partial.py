@@ -167,8 +167,11 @@ def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Parti
             .to_numpy()
             .astype(np.int64)
         )
-        layer, cell = np.divmod(part.keys, grid.cells)
-        lists.append((mapping[layer] * grid.cells + cell, part.users, part.taps))
+        keys = part.keys
+        if not np.array_equal(mapping, np.arange(mapping.size)):  # else keys stay as they are
+            layer, cell = np.divmod(keys, grid.cells)
+            keys = mapping[layer] * grid.cells + cell
+        lists.append((keys, part.users, part.taps))
     n_parts = 4 * (chunks or default_chunks())
     while len(lists) > 1:  # pairwise rounds: each entry is copied log2(len(parts)) times
         merged = [
