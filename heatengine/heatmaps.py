@@ -34,6 +34,7 @@ class RowCounts:
     consent_assumed: bool
     user_column: str
     key_epoch: str | None
+    screens_renamed: int = 0  # distinct screen names changed by route cleaning, per batch
 
     def merged(self, other: RowCounts) -> RowCounts:
         """The counts of two sets of rows together."""
@@ -50,10 +51,11 @@ class RowCounts:
             consent_assumed=self.consent_assumed or other.consent_assumed,
             user_column=self.user_column,
             key_epoch=self.key_epoch,
+            screens_renamed=self.screens_renamed + other.screens_renamed,
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunStats(RowCounts):
     """Every count a run reports: its rows (see :class:`RowCounts`), window and results.
 

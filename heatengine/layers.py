@@ -1,6 +1,8 @@
 """Per-row layer numbers, with layer names cleaned once per distinct value.
 
-A screen column holds millions of rows but a few hundred distinct names. Rows are
+A screen column holds millions of rows but a few hundred distinct names, which may be
+routes or URLs (cleaned by :mod:`heatengine.routes`, so ids and e-mails in paths become
+placeholders and one screen does not become one layer per user). Rows are
 numbered by a pair of 64-bit hashes in one pass (:func:`heatengine.kernels.first_occurrences`);
 only the distinct values are cleaned (blank screens, segment text) and sorted, and the
 numbers are then mapped to positions in the sorted layer table.
@@ -17,6 +19,7 @@ import polars as pl
 from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
 from heatengine.kernels import first_occurrences
+from heatengine.routes import clean_routes, route_stats
 from heatengine.schema import clean_layer_values
 
 #: Seeds of the two in-run hashes that group equal values (not secrets, never stored).
@@ -56,10 +59,13 @@ class LayerCodes:
         Sorted distinct layer rows (``screen`` and segments, cleaned text).
     layer
         int64 per row: position in ``layers``, or -1 where the screen is missing.
+    screens_renamed
+        Distinct screen names that route cleaning changed.
     """
 
     layers: pl.DataFrame
     layer: np.ndarray
+    screens_renamed: int = 0
 
 
 def used_layers(layers: pl.DataFrame, layer: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
@@ -81,12 +87,17 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
         A layer column has a type that cannot name a layer.
     """
     ranks, names = [], []
+    renamed = 0
     for column in config.layer_columns:
         values = df[column]
         if column != "screen" and values.dtype.is_float():  # hashing equates 0.0 and -0.0
             values = values.cast(pl.String)
         codes, distinct = distinct_codes(values)
         cleaned = clean_layer_values(distinct, screen=column == "screen")
+        if column == "screen":  # routes lose ids, e-mails and queries (heatengine.routes)
+            routes = clean_routes(cleaned)
+            renamed += route_stats(cleaned, routes)["changed"]
+            cleaned = routes
         sorted_names = cleaned.drop_nulls().unique().sort()
         position = (
             cleaned.to_frame()
@@ -103,12 +114,11 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
         )
         ranks.append(position[codes])
         names.append(sorted_names)
-    if len(ranks) == 1:
-        return LayerCodes(names[0].to_frame(), ranks[0])
-    return _combine(ranks, names)
+    layers, layer = _combine(ranks, names) if len(ranks) > 1 else (names[0].to_frame(), ranks[0])
+    return LayerCodes(layers, layer, renamed)
 
 
-def _combine(ranks: list[np.ndarray], names: list[pl.Series]) -> LayerCodes:
+def _combine(ranks: list[np.ndarray], names: list[pl.Series]) -> tuple[pl.DataFrame, np.ndarray]:
     """Layers of several columns: mixed-radix combinations, in lexicographic order."""
     sizes = [max(len(n), 1) for n in names]
     missing = ranks[0] < 0
@@ -131,4 +141,4 @@ def _combine(ranks: list[np.ndarray], names: list[pl.Series]) -> LayerCodes:
         rest, digit = np.divmod(rest, size)
         columns[name.name] = name.gather(digit)
     ordered = {name.name: columns[name.name] for name in names}
-    return LayerCodes(pl.DataFrame(ordered), layer.astype(np.int64))
+    return pl.DataFrame(ordered), layer.astype(np.int64)

@@ -142,7 +142,7 @@ def build_partial(
         batches = [pl.concat(batches, how="vertical")]
     reasons = dict.fromkeys(REASON_CODES, 0)
     quarantines, parts = [], []
-    rows_in = rows_eligible = 0
+    rows_in = rows_eligible = screens_renamed = 0
     for number, lf in enumerate(batches, 1):
         lf, columns = resolve_columns(lf, config)
         if columns.user == "user_id" and key is None:
@@ -157,6 +157,7 @@ def build_partial(
         quarantines.append(batch.quarantine)
         rows_in += batch.rows
         rows_eligible += batch.eligible.height
+        screens_renamed += batch.screens_renamed
         parts.append(_build_partial(batch, columns, config, key, chunks))
         del batch
         # Merge while the partial below is no larger: sizes then shrink geometrically up
@@ -174,6 +175,7 @@ def build_partial(
         consent_assumed=not columns.has_consent,
         user_column=columns.user,
         key_epoch=key.epoch if key is not None and columns.user == "user_id" else None,
+        screens_renamed=screens_renamed,
     )
     return partial, counts, pl.concat(quarantines, how="vertical")
 
@@ -219,6 +221,7 @@ class _Batch(NamedTuple):
     eligible: pl.DataFrame
     layers: pl.DataFrame
     ids: _UserIds | None
+    screens_renamed: int
 
 
 class _UserIds(NamedTuple):
@@ -276,7 +279,9 @@ def _label(
     # Only what binning needs is copied by the filter (a large part of peak memory).
     needed = [LAYER, user, *normalised_coordinates(config)]
     eligible = labelled.select(codes, *needed).filter(codes == ELIGIBLE).drop(REASON_CODE)
-    return _Batch(labelled.height, reasons, quarantine, eligible, coded.layers, ids)
+    return _Batch(
+        labelled.height, reasons, quarantine, eligible, coded.layers, ids, coded.screens_renamed
+    )
 
 
 class _Clock:

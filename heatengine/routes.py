@@ -31,10 +31,10 @@ ASCII digits and ``[A-Za-z]`` the 52 ASCII letters):
 7. **Tokens**: a maximal run of 16 or more ``[A-Za-z0-9_-]`` characters that holds at
    least one digit and one letter (hex ids, base64url keys, session ids): ``{token}``.
    Long slugs that contain a number (``summer-sale-2024-collection``) are tokens too.
-8. **Numeric path segments**: a ``/``-separated segment (or the whole name when it has
-   no ``/``) made of digits, optionally in groups joined by one of ``space . , : _ -``
-   (``12345``, ``2024-05-01``, ``1,250``): ``{id}``. Short numbers inside other text
-   stay (``v2``, ``Level 3``).
+8. **Numeric path segments**: in a name with a ``/``, a segment made of digits,
+   optionally in groups joined by one of ``space . , : _ -`` (``12345``, ``2024-05-01``,
+   ``1,250``): ``{id}``. A name without ``/`` that is a short number (``42``) names a
+   screen and stays; short numbers inside other text stay (``v2``, ``Level 3``).
 9. **Long digit runs**: any remaining run of 6 or more digits (``order1234567``,
    a number in a title): ``{id}``.
 
@@ -134,10 +134,11 @@ def clean_route(name: str) -> str:
     for pattern, placeholder in _REPLACEMENTS:
         text = _COMPILED[pattern].sub(placeholder, text)
     text = _COMPILED[_RUN].sub(_token_or_run, text)
-    text = "/".join(
-        ID if _COMPILED[_NUMERIC_SEGMENT].fullmatch(segment) else segment
-        for segment in text.split("/")
-    )
+    if "/" in text:  # a bare short number names a screen, not a record in a path
+        text = "/".join(
+            ID if _COMPILED[_NUMERIC_SEGMENT].fullmatch(segment) else segment
+            for segment in text.split("/")
+        )
     return _COMPILED[_DIGIT_RUN].sub(ID, text)
 
 
@@ -203,11 +204,12 @@ def _clean(text: pl.Expr) -> pl.Expr:
         .list.join("")
     )
     numeric = piece.str.contains(f"^{_NUMERIC_SEGMENT}$")
-    text = (
+    by_segment = (
         text.str.split("/")
         .list.eval(pl.when(numeric).then(pl.lit(ID)).otherwise(piece))
         .list.join("/")
     )
+    text = pl.when(text.str.contains("/", literal=True)).then(by_segment).otherwise(text)
     return text.str.replace_all(_DIGIT_RUN, ID)
 
 

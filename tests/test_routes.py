@@ -138,3 +138,23 @@ def test_route_stats():
 def test_route_stats_needs_aligned_columns():
     with pytest.raises(ValueError, match=r"got 2 names before and 1 after"):
         route_stats(pl.Series(["a", "b"]), pl.Series(["a"]))
+
+
+@pytest.mark.parametrize(("name", "expected"), [("42", "42"), ("/orders/42", "/orders/{id}")])
+def test_a_bare_short_number_names_a_screen(name, expected):
+    assert clean_route(name) == expected
+    assert clean_routes(pl.Series([name])).to_list() == [expected]
+
+
+def test_routes_with_personal_data_become_one_layer():
+    from heatengine.pipeline import aggregate
+    from tests.factory import KEY, small_config, taps_frame
+
+    rows = [
+        {"screen": f"/u/user{i}@example.com/orders/{1000 + i}", "user_id": f"u{i}"}
+        for i in range(6)
+    ]
+    result = aggregate(taps_frame(rows), small_config(k=5), key=KEY)
+    assert result.layers["screen"].to_list() == ["/u/{email}/orders/{id}"]
+    assert result.stats.screens_renamed == 6
+    assert "example.com" not in result.cells.write_csv()
