@@ -35,6 +35,7 @@ class RowCounts:
     user_column: str
     key_epoch: str | None
     screens_renamed: int = 0  # distinct screen names changed by route cleaning, per batch
+    pii_input: dict[str, Any] | None = None  # heatengine.pii.input_summary of the input
 
     def merged(self, other: RowCounts) -> RowCounts:
         """The counts of two sets of rows together."""
@@ -52,7 +53,16 @@ class RowCounts:
             user_column=self.user_column,
             key_epoch=self.key_epoch,
             screens_renamed=self.screens_renamed + other.screens_renamed,
+            pii_input=_union_pii(self.pii_input, other.pii_input),
         )
+
+
+def _union_pii(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    if a is None or b is None:
+        return a or b
+    columns = {c: sorted({*a["columns"].get(c, []), *b["columns"].get(c, [])})
+               for c in sorted({*a["columns"], *b["columns"]})}  # fmt: skip
+    return {"kinds": sorted({*a["kinds"], *b["kinds"]}), "columns": columns}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,6 +29,7 @@ from heatengine.io import Sources, scan_batches
 from heatengine.kernels import distinct_users_per_group, published_user_groups
 from heatengine.layers import code_layers, distinct_codes, used_layers
 from heatengine.partial import Partial, default_chunks, merge_partials, partial_from_taps
+from heatengine.pii import input_summary, scan_input
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
     PseudonymKey,
@@ -137,6 +138,8 @@ def build_partial(
 ) -> tuple[Partial, RowCounts, pl.DataFrame]:
     """Read, validate and bin: the mergeable partial, row counts and quarantined rows."""
     clock = clock or _Clock(None)
+    # Personal data in any column, dropped ones included, on a sample: for the record.
+    pii_input = input_summary(scan_input(source))
     batches = scan_batches(source, text_source_columns(config))
     if not streaming and len(batches) > 1:
         batches = [pl.concat(batches, how="vertical")]
@@ -176,6 +179,7 @@ def build_partial(
         user_column=columns.user,
         key_epoch=key.epoch if key is not None and columns.user == "user_id" else None,
         screens_renamed=screens_renamed,
+        pii_input=pii_input,
     )
     return partial, counts, pl.concat(quarantines, how="vertical")
 

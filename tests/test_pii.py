@@ -624,3 +624,10 @@ def test_leaked_values_finds_raw_ids_even_when_compressed(tmp_path):
     assert counts["grids.npz"] == counts["manifest.json"] == 1
     assert leaked_values(tmp_path, {absent}) == []
     assert leaked_values(tmp_path / "manifest.json", {"by u3"}) == [(tmp_path / "manifest.json", 1)]
+
+
+def test_uuids_are_never_taken_for_phone_numbers():
+    rng = np.random.default_rng(11)
+    ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(5000)]
+    assert all(detect_value(u) == {"advertising_id_or_uuid"} for u in ids)
+    assert scan_frame(pl.DataFrame({"note": ids})).kinds() == {"advertising_id_or_uuid"}
