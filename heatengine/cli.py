@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render_options(demo)
     demo.set_defaults(run=run_demo)
 
+    scan = commands.add_parser(
+        "scan-pii",
+        help="look for personal data in input files",
+        description=(
+            "Report which columns of the input carry personal data (e-mail addresses, phone "
+            "numbers, IP and MAC addresses, advertising ids and UUIDs, IMEI and card "
+            "numbers, latitude/longitude), from column names and a seeded sample of values. "
+            "Kinds and counts only: no value is printed."
+        ),
+    )
+    scan.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
+    scan.add_argument("--sample", type=int, default=10_000, help="rows sampled (0: all rows)")
+    scan.add_argument("--json", type=Path, metavar="FILE", help="also write the report here")
+    scan.set_defaults(run=run_scan_pii)
+
     agg = commands.add_parser(
         "aggregate",
         help="turn tap files into a heatmap store",
@@ -522,6 +537,8 @@ def _budget_from(args: argparse.Namespace, config: AggregateConfig):
 
 
 _LOG = {"json": False}
+#: Exit code of a run that found personal data in its own outputs.
+PII_IN_OUTPUT = 3
 
 
 def _log(event: str, text: str, **fields: object) -> None:
@@ -583,14 +600,19 @@ def run_aggregate(args: argparse.Namespace) -> int:
         rows = write_quarantine(heatmaps, args.quarantine)
         print(f"  quarantined rows ({rows:,}) written to {args.quarantine}", file=sys.stderr)
         outputs.append(args.quarantine)
-    entry = _audit(heatmaps, args, "aggregate", started_at, input_files(args.inputs), outputs)
-    print(f"  audit entry {entry['seq']} appended to {args.out / AUDIT_FILE}", file=sys.stderr)
     images = _render_all(heatmaps, args.png, args) if args.png else []
+    published = _store_files(args.out) + ([args.png] if args.png else [])
+    pii = _check_outputs(heatmaps, published)
+    entry = _audit(
+        heatmaps, args, "aggregate", started_at, input_files(args.inputs), outputs, pii=pii
+    )
+    print(f"  audit entry {entry['seq']} appended to {args.out / AUDIT_FILE}", file=sys.stderr)
     print(format_summary(heatmaps, time.perf_counter() - started))
+    print(_pii_line(pii))
     print(f"store: {args.out}")
     if images:
         print(f"images: {len(images)} PNG(s) in {args.png}")
-    return 0
+    return 0 if pii["clean"] else PII_IN_OUTPUT
 
 
 def _budget_line(status) -> str:
@@ -606,7 +628,33 @@ def _store_files(store: Path) -> list[Path]:
     return [store / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
 
 
-def _audit(heatmaps, args, command: str, started_at: datetime, inputs, outputs) -> dict:
+def _check_outputs(heatmaps, paths: list[Path]) -> dict:
+    """Scan every published file for personal data (quarantine files are the operator's)."""
+    from heatengine.pii import check_outputs
+
+    summary = heatmaps.stats.pii_input or {"kinds": [], "columns": {}}
+    result = check_outputs(summary, paths)
+    if not result["clean"]:
+        where = ", ".join(result["locations"])
+        _log(
+            "pii",
+            f"heatengine: personal data found in outputs ({', '.join(result['kinds'])}): {where}",
+            **result,
+        )
+    return result
+
+
+def _pii_line(pii: dict) -> str:
+    state = "clean" if pii["clean"] else "PERSONAL DATA FOUND: " + ", ".join(pii["kinds"])
+    return (
+        f"outputs scanned for personal data: {pii['files_scanned']} file(s), {state}; "
+        f"anonymisation effectiveness {pii['effectiveness']:.0%}"
+    )
+
+
+def _audit(
+    heatmaps, args, command: str, started_at: datetime, inputs, outputs, pii: dict | None = None
+) -> dict:
     """Append this run's record to the store's hash-chained audit log."""
     from heatengine.audit import AUDIT_FILE, append_entry, files_with_hashes, run_record
 
@@ -620,6 +668,8 @@ def _audit(heatmaps, args, command: str, started_at: datetime, inputs, outputs) 
         actor=args.actor,
         purpose=args.purpose,
     )
+    if pii is not None:
+        record["pii_outputs"] = pii
     store = args.out / "store" if command == "demo" else args.out
     return append_entry(store / AUDIT_FILE, record)
 
@@ -677,7 +727,29 @@ def run_nightly_command(args: argparse.Namespace) -> int:
         stats=result.heatmaps.stats.publishable(),
     )
     print(format_summary(result.heatmaps, seconds))
+    print(_pii_line(result.pii))
     print(f"window {first} to {last} from {len(result.days_merged)} day(s): {result.window_dir}")
+    return 0 if result.pii["clean"] else PII_IN_OUTPUT
+
+
+def run_scan_pii(args: argparse.Namespace) -> int:
+    """``heatengine scan-pii``."""
+    from heatengine.pii import scan_input
+
+    if args.sample < 0:
+        msg = f"--sample must be 0 (all rows) or positive, got {args.sample}"
+        raise HeatengineError(msg)
+    source = args.inputs if len(args.inputs) > 1 else args.inputs[0]
+    report = scan_input(source, args.sample or None)
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if not report.findings:
+        print("no personal data found")
+        return 0
+    print(f"{'column':<28}{'kind':<26}{'found in':<10}{'hits':>10}{'sampled':>10}")
+    for f in sorted(report.findings, key=lambda f: (f.location, f.kind)):
+        print(f"{f.location:<28}{f.kind:<26}{f.source:<10}{f.hits:>10,}{f.sampled:>10,}")
+    print(f"columns with personal data: {', '.join(report.columns_with_pii())}")
     return 0
 
 
@@ -736,12 +808,14 @@ def run_demo(args: argparse.Namespace) -> int:
     started_at = datetime.now(UTC)
     heatmaps = aggregate(taps, config, key=key, progress=_progress)
     heatmaps.write(out / "store")
-    args.actor, args.purpose = None, "heatengine demo on generated data"
-    _audit(heatmaps, args, "demo", started_at, [input_path], _store_files(out / "store"))
     if args.backgrounds is None:
         args.backgrounds = screens
     images = _render_all(heatmaps, out / "png", args)
+    pii = _check_outputs(heatmaps, [*_store_files(out / "store"), out / "png"])
+    args.actor, args.purpose = None, "heatengine demo on generated data"
+    _audit(heatmaps, args, "demo", started_at, [input_path], _store_files(out / "store"), pii)
     print(format_summary(heatmaps, time.perf_counter() - started))
+    print(_pii_line(pii))
     print(f"input:  {input_path}  (try: heatengine aggregate {input_path} --out DIR)")
     print(f"store:  {out / 'store'}")
     print(f"images: {len(images)} PNG(s) in {out / 'png'}, gallery: {out / 'png' / 'index.html'}")
@@ -952,6 +1026,9 @@ def format_summary(heatmaps, seconds: float) -> str:
         f"grid = {heatmaps.config.grid.columns}x{heatmaps.config.grid.rows}, "
         f"sigma = {heatmaps.config.sigma}",
     ]
+    if stats.pii_input and stats.pii_input["columns"]:
+        found = ", ".join(f"{c} ({', '.join(k)})" for c, k in stats.pii_input["columns"].items())
+        lines.append(f"personal data in the input (kept out of outputs): {found}")
     if stats.consent_assumed:
         lines.append("consent: assumed for every row (--assume-consent)")
     if stats.dropped_columns:

@@ -55,6 +55,7 @@ from heatengine.partial_store import (
     save_day,
     stored_days,
 )
+from heatengine.pii import check_outputs
 from heatengine.pipeline import build_partial, publish
 from heatengine.pseudonym import PseudonymKey
 from heatengine.store import CELLS_FILE, GRIDS_FILE, MANIFEST_FILE
@@ -76,6 +77,7 @@ class NightlyResult:
     purged: tuple[date, ...]
     heatmaps: HeatmapSet
     budget: BudgetStatus | None = None  # differential privacy: the store's budget after
+    pii: dict | None = None  # heatengine.pii.check_outputs of the published version
 
 
 def tumbling_window(day: date, length: int) -> tuple[date, date]:
@@ -237,6 +239,7 @@ def run_nightly(
                 heatmaps, store, release, budget, started, days=(min(days), max(days))
             )
         version = _publish_atomically(heatmaps, window_dir, render)
+        pii = check_outputs(heatmaps.stats.pii_input or {"kinds": [], "columns": {}}, version)
         outputs = [version / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
         record = run_record(
             heatmaps,
@@ -250,6 +253,7 @@ def run_nightly(
         )
         record["partials_read"] = [d.isoformat() for d in days]
         record["window"] = [first.isoformat(), last.isoformat()]
+        record["pii_outputs"] = pii
         if status is not None:
             record["budget"] = {
                 "epsilon_spent": status.epsilon_spent,
@@ -257,7 +261,7 @@ def run_nightly(
                 "ledger_hash": status.ledger_hash,
             }
         append_entry(store / AUDIT_FILE, record)
-    return NightlyResult(day, (first, last), window_dir, days, purged, heatmaps, status)
+    return NightlyResult(day, (first, last), window_dir, days, purged, heatmaps, status, pii)
 
 
 def _publish_atomically(
