@@ -45,6 +45,9 @@ class RenderedLayer:
     warnings: tuple[str, ...]
 
 
+DEAD_TAPS_SUFFIX = "_dead-taps"
+
+
 def load_background_map(path: str | os.PathLike[str]) -> dict[str, Path]:
     """Screen name to screenshot, from JSON (an object) or CSV (``screen,file``).
 
@@ -150,7 +153,15 @@ def render_layers(
     screens = heatmaps.layers["screen"].to_list()
     chosen = [mapping.get(screen) or find_background(backgrounds, screen) for screen in screens]
     outputs = [folder / f"{stem}.png" for stem in stems]
-    clobbered = {p.resolve() for p in outputs} & {b.resolve() for b in chosen if b is not None}
+    # With UI elements, each layer also gets its dead-tap image beside it.
+    views = [(heatmaps, i, outputs[i], chosen[i]) for i in range(len(stems))]
+    if heatmaps.dead_cells is not None:
+        dead = heatmaps.dead_taps_view()
+        views += [
+            (dead, i, folder / f"{stem}{DEAD_TAPS_SUFFIX}.png", chosen[i])
+            for i, stem in enumerate(stems)
+        ]
+    clobbered = {v[2].resolve() for v in views} & {b.resolve() for b in chosen if b is not None}
     if clobbered:
         msg = (
             f"rendering would overwrite the screenshot {str(sorted(clobbered)[0])!r}; "
@@ -158,27 +169,28 @@ def render_layers(
         )
         raise HeatengineError(msg)
 
-    def render_one(index: int) -> RenderedLayer:
-        path, warnings, image = chosen[index], [], None
+    def render_one(job: int) -> RenderedLayer:
+        view, index, output, path = views[job]
+        warnings, image = [], None
         if path is not None:
             image = open_screenshot(path)  # loaded once, upright, size checked
             warning = aspect_warning(image.size, heatmaps.config.grid.shape)
             warnings += [f"{path.name}: {warning}"] if warning else []
         render_png(
-            heatmaps,
+            view,
             index,
-            outputs[index],
+            output,
             colormap,
             image,
-            vmax=vmax_for(index),
+            vmax=vmax_for(index) if view is heatmaps else None,
             scale=scale,
             legend=legend,
             min_alpha=min_alpha,
         )
-        title, caption = layer_title(heatmaps, index), layer_caption(heatmaps, index)
-        return RenderedLayer(outputs[index], title, caption, path, tuple(warnings))
+        title, caption = layer_title(view, index), layer_caption(view, index)
+        return RenderedLayer(output, title, caption, path, tuple(warnings))
 
-    total = heatmaps.layers.height
+    total = len(views)
     results: list[RenderedLayer] = []
     with ThreadPoolExecutor(max_workers=workers or 2) as pool:
         for done, result in enumerate(pool.map(render_one, range(total)), 1):

@@ -288,7 +288,23 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="fail instead of quarantining bad rows"
     )
+    parser.add_argument(
+        "--elements",
+        type=Path,
+        metavar="FILE",
+        help="UI elements (CSV or JSON: screen, element, rectangle): engagement per element, "
+        "dead taps per screen",
+    )
     _add_privacy_options(parser)
+
+
+def _elements_from(path: Path | None) -> tuple:
+    if path is None:
+        return ()
+    from heatengine.elements import load_elements
+
+    table = load_elements(path)
+    return tuple(table.select("screen", "element", "x0", "y0", "x1", "y1").iter_rows())
 
 
 def _add_privacy_options(parser: argparse.ArgumentParser) -> None:
@@ -468,6 +484,7 @@ def _config_from(args: argparse.Namespace) -> AggregateConfig:
                 true_totals=args.true_totals,
             ),
             dp=_dp_policy_from(args),
+            elements=_elements_from(args.elements),
             sigma=args.sigma,
             measure=args.measure,
             segments=tuple(s.strip() for s in args.segments.split(",") if s.strip()),
@@ -796,7 +813,12 @@ def run_demo(args: argparse.Namespace) -> int:
     write_atomically(input_path, taps.write_parquet)
     _progress("generate demo data", time.perf_counter() - started)
 
-    config = AggregateConfig(segments=DEMO_SEGMENTS, as_of=DEMO_END)
+    from heatengine.elements import demo_elements
+
+    layout = demo_elements().select("screen", "element", "x0", "y0", "x1", "y1")
+    config = AggregateConfig(
+        segments=DEMO_SEGMENTS, as_of=DEMO_END, elements=tuple(layout.iter_rows())
+    )
     screens = out / "screens"
     rows, columns = config.grid.shape
     for screen in SCREEN_LAYOUTS:  # mock-ups with the grid's aspect ratio

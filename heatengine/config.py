@@ -296,6 +296,10 @@ class AggregateConfig:
         ``consent`` column. Recorded in the statistics.
     strict
         Raise on the first quarantined row instead of quarantining.
+    elements
+        UI elements as ``(screen, element, x0, y0, x1, y1)`` rectangles in normalised
+        coordinates (:func:`heatengine.elements.load_elements` reads CSV or JSON):
+        engagement per element and dead taps per screen are published beside the cells.
     dp
         Publish with differential privacy instead of k-anonymity
         (:class:`heatengine.dp.DPPolicy`; the CLI's ``--privacy dp``): every cell of the
@@ -314,6 +318,7 @@ class AggregateConfig:
     assume_consent: bool = False
     strict: bool = False
     dp: DPPolicy | None = None
+    elements: tuple[tuple[str, str, float, float, float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, int | float):
@@ -334,6 +339,8 @@ class AggregateConfig:
         object.__setattr__(self, "column_map", _normalise_column_map(mapping))
         if self.as_of is not None:
             object.__setattr__(self, "as_of", _as_utc(self.as_of))
+        if self.elements:
+            self._check_elements()
         if self.dp is not None:
             from heatengine.dp import DPPolicy  # dp imports this module
 
@@ -347,6 +354,23 @@ class AggregateConfig:
                     "selection; drop the segments, or the public screens"
                 )
                 raise ValueError(msg)
+
+    def _check_elements(self) -> None:
+        import polars as pl
+
+        from heatengine.elements import validate_elements  # it imports this module
+
+        columns = ["screen", "element", "x0", "y0", "x1", "y1"]
+        try:
+            table = pl.DataFrame([list(e) for e in self.elements], schema=columns, orient="row")
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            msg = f"elements must be (screen, element, x0, y0, x1, y1) rows: {exc}"
+            raise ValueError(msg) from None
+        checked = validate_elements(table, source="AggregateConfig.elements")
+        object.__setattr__(self, "elements", tuple(checked.select(columns).iter_rows()))
+        if self.dp is not None:
+            msg = "element engagement is published under k-anonymity, not with dp"
+            raise ValueError(msg)
 
     def _check_segments(self) -> None:
         for name in self.segments:
@@ -378,6 +402,7 @@ class AggregateConfig:
         out["column_map"] = dict(self.column_map)
         out["as_of"] = None if self.as_of is None else self.as_of.isoformat()
         out["dp"] = None if self.dp is None else self.dp.to_dict()
+        out["elements"] = [list(e) for e in self.elements]
         return out
 
     @classmethod
@@ -396,6 +421,7 @@ class AggregateConfig:
             assume_consent=data["assume_consent"],
             strict=data["strict"],
             dp=_dp_from_dict(data.get("dp")),
+            elements=tuple(tuple(e) for e in data.get("elements", ())),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -134,6 +134,15 @@ class HeatmapSet:
     quarantine
         Quarantined rows with their ``reason`` and no user column; kept apart from the
         published outputs and not written by :meth:`write`.
+    elements
+        With ``config.elements``: one row per published layer and element with at least
+        ``k`` users: ``layer``, layer columns, ``element``, ``users``, ``taps``,
+        ``screen_users`` and ``engagement`` (its users over the screen's), all from
+        published cells; ``layers`` then also has ``dead_taps``, ``dead_tap_share`` and
+        ``elements_suppressed``.
+    dead_cells
+        With ``config.elements``: boolean ``(layers, cells)``, the cells no element of the
+        layer's screen covers; the dead-tap heatmap is the grid there.
     """
 
     config: AggregateConfig
@@ -142,6 +151,9 @@ class HeatmapSet:
     grids: np.ndarray
     stats: RunStats
     quarantine: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    elements: pl.DataFrame | None = field(default=None, repr=False)
+    dead_cells: np.ndarray | None = field(default=None, repr=False)
+    view: str = ""  # "" for the heatmaps, "dead taps" for :meth:`dead_taps_view`
 
     def __repr__(self) -> str:
         return (
@@ -177,6 +189,34 @@ class HeatmapSet:
                         return i
         msg = f"no published layer {layer!r}; published layers: {self.describe_layers()}"
         raise KeyError(msg)
+
+    def dead_taps_view(self) -> HeatmapSet:
+        """The same layers with each grid kept only where no UI element is: the dead taps.
+
+        Raises
+        ------
+        ValueError
+            The run had no elements (``config.elements``).
+        """
+        if self.dead_cells is None:
+            msg = "dead taps need UI elements: aggregate with elements (CLI: --elements FILE)"
+            raise ValueError(msg)
+        from heatengine.smooth import smooth_grids
+
+        # Smoothed from the dead cells' published counts only: blurring the full grid and
+        # masking it would spread busy buttons into the empty space around them.
+        columns = list(self.config.layer_columns)
+        positions = self.layers.select(columns).with_row_index("position")
+        cells = self.cells.join(positions, on=columns, how="left", nulls_equal=True)
+        grid = self.config.grid
+        counts = np.zeros((self.layers.height, grid.cells))
+        flat = cells["cy"].to_numpy().astype(np.int64) * grid.columns + cells["cx"].to_numpy()
+        counts[cells["position"].to_numpy(), flat] = cells[self.config.measure].to_numpy()
+        counts *= self.dead_cells
+        grids = smooth_grids(counts.reshape(self.grids.shape), self.config.sigma)
+        peaks = grids.reshape(len(grids), -1).max(axis=1, initial=0.0)
+        layers = self.layers.with_columns(peak=pl.Series(peaks, dtype=pl.Float64))
+        return replace(self, grids=grids, layers=layers, view="dead taps")
 
     def describe_layers(self) -> str:
         """The published layers as ``id (screen, segment=value)``, comma separated."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import polars as pl
 
 from heatengine.colormaps import get_colormap
 from heatengine.render import LOG_DECADES, check_scale
@@ -66,8 +67,9 @@ def _number(value: float) -> str:
 
 
 def layer_title(heatmaps: HeatmapSet, index: int) -> str:
-    """``home · platform=ios``."""
-    return heatmaps.layer_label(index).replace(", ", " · ")
+    """``home · platform=ios`` (``· dead taps`` added for the dead-tap view)."""
+    title = heatmaps.layer_label(index).replace(", ", " · ")
+    return f"{title} · {heatmaps.view}" if heatmaps.view else title
 
 
 def layer_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
@@ -80,10 +82,27 @@ def layer_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
             f"{privacy_summary(heatmaps)} · {row['cells']:,} noisy cells",
             f"window {window}",
         )
-    return (
+    lines = (
         f"{row['users']:,} users in published cells · {row['cells']:,} cells",
         f"k = {heatmaps.config.privacy.k} · window {window}",
     )
+    return lines + element_caption(heatmaps, index)
+
+
+def element_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
+    """``dead taps 4.4% · pay_button 85% of users, ...`` when the run had UI elements."""
+    if heatmaps.elements is None:
+        return ()
+    row = heatmaps.layers.row(index, named=True)
+    share = row["dead_tap_share"]
+    dead = "dead taps: withheld (fewer than k users)" if share is None else f"dead taps {share:.1%}"
+    top = (
+        heatmaps.elements.filter(pl.col("layer") == row["layer"])
+        .sort("engagement", descending=True)
+        .head(2)
+    )
+    engaged = ", ".join(f"{r['element']} {r['engagement']:.0%}" for r in top.iter_rows(named=True))
+    return (f"{dead} · top: {engaged or 'no element with k users'}",)
 
 
 def privacy_summary(heatmaps: HeatmapSet) -> str:

@@ -23,6 +23,7 @@ from heatengine.disclosure import (
     secondary_suppression,
 )
 from heatengine.dp import clamped, dp_release
+from heatengine.elements import element_engagement
 from heatengine.errors import QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
@@ -215,6 +216,8 @@ def publish(
         grids=heatmaps.grids,
         stats=stats,
         quarantine=pl.DataFrame() if quarantine is None else quarantine,
+        elements=heatmaps.elements,
+        dead_cells=heatmaps.dead_cells,
     )
 
 
@@ -352,6 +355,8 @@ class _Published(NamedTuple):
     grids: np.ndarray
     suppression: SuppressionStats
     dp: dict | None = None
+    elements: pl.DataFrame | None = None
+    dead_cells: np.ndarray | None = None
 
 
 def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _Published:
@@ -396,7 +401,51 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
             grids.reshape(len(keep), grid.cells).max(axis=1, initial=0.0), dtype=pl.Float64
         ),
     )
-    return _Published(layers, cells, grids, suppression)
+    if not config.elements:
+        return _Published(layers, cells, grids, suppression)
+    elements, per_layer, dead = _element_tables(partial, users > 0, keep, config, chunks)
+    layers = layers.join(per_layer, on=list(config.layer_columns), how="left", nulls_equal=True)
+    elements = layer_rows.select("layer", *config.layer_columns).join(
+        elements, on=list(config.layer_columns), how="inner", nulls_equal=True
+    )
+    return _Published(layers, cells, grids, suppression, None, elements, dead)
+
+
+def _element_tables(
+    partial: Partial,
+    published: np.ndarray,
+    keep: np.ndarray,
+    config: AggregateConfig,
+    chunks: int | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
+    """Engagement per element, dead taps per layer and the dead cells of kept layers.
+
+    Only contributions in published cells are read, as for every other published
+    figure: an element's taps minus its published cells must not give away hidden ones.
+    """
+    visible = _published_keys(partial, published, keep)[partial.keys]
+    seen = Partial(
+        partial.grid,
+        partial.layers,
+        partial.keys[visible],
+        partial.users[visible],
+        partial.taps[visible],
+    )
+    privacy = config.privacy
+    columns = ["screen", "element", "x0", "y0", "x1", "y1"]
+    table = pl.DataFrame([list(e) for e in config.elements], schema=columns, orient="row")
+    engagement = element_engagement(seen, table, privacy.max_taps_per_user_cell, privacy.k, chunks)
+    per_layer = engagement.screens.select(
+        *config.layer_columns, "dead_taps", "dead_tap_share", "elements_suppressed"
+    )
+    return engagement.elements, per_layer, engagement.dead_cells[keep]
+
+
+def _published_keys(partial: Partial, published: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Boolean per possible key: the cell is published (``published`` rows are ``keep``)."""
+    mask = np.zeros(partial.n_keys, bool)
+    mask.reshape(partial.layers.height, partial.grid.cells)[keep] = published
+    return mask
 
 
 def _publish_dp(partial: Partial, config: AggregateConfig) -> _Published:
@@ -511,8 +560,7 @@ def _published_users_per_layer(
     if not len(keep):
         return np.zeros(0, np.int64)
     cells = partial.grid.cells
-    published_key = np.zeros(partial.n_keys, bool)
-    published_key.reshape(partial.layers.height, cells)[keep] = published
+    published_key = _published_keys(partial, published, keep)
     layer_position = np.full(partial.layers.height, -1, np.int64)
     layer_position[keep] = np.arange(len(keep))
     # About USERS_PER_GROUP entries per sorted group, at most 1024 groups per layer.

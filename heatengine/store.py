@@ -26,6 +26,9 @@ from heatengine.errors import StoreError
 from heatengine.heatmaps import HeatmapSet, RunStats
 
 CELLS_FILE = "cells.parquet"
+ELEMENTS_FILE = "elements.parquet"
+#: Name suffix, in grids.npz, of a layer's dead cells (covered by no UI element).
+DEAD_SUFFIX = "_dead"
 GRIDS_FILE = "grids.npz"
 MANIFEST_FILE = "manifest.json"
 STORE_FORMAT = "heatengine-store"
@@ -63,13 +66,22 @@ def write_store(heatmaps: HeatmapSet, directory: str | os.PathLike[str]) -> Path
         The manifest's path.
     """
     root = Path(directory)
-    arrays = {layer: heatmaps.grids[i] for i, layer in enumerate(heatmaps.layers["layer"])}
+    ids = heatmaps.layers["layer"]
+    arrays = {layer: heatmaps.grids[i] for i, layer in enumerate(ids)}
+    writers = [
+        (CELLS_FILE, lambda p: heatmaps.cells.write_parquet(p, statistics=True)),
+        (GRIDS_FILE, lambda p: write_npz(p, arrays)),
+    ]
+    if heatmaps.dead_cells is not None:
+        shape = heatmaps.config.grid.shape
+        dead = heatmaps.dead_cells
+        arrays |= {f"{layer}{DEAD_SUFFIX}": dead[i].reshape(shape) for i, layer in enumerate(ids)}
+    if heatmaps.elements is not None:
+        elements = heatmaps.elements
+        writers.append((ELEMENTS_FILE, lambda p: elements.write_parquet(p, statistics=True)))
     staged: dict[str, Path] = {}
     try:
-        for name, write in (
-            (CELLS_FILE, lambda p: heatmaps.cells.write_parquet(p, statistics=True)),
-            (GRIDS_FILE, lambda p: write_npz(p, arrays)),
-        ):
+        for name, write in writers:
             staged[name] = temporary_beside(root / name)
             write(staged[name])
         files = {
@@ -147,17 +159,31 @@ def read(directory: str | os.PathLike[str]) -> HeatmapSet:
     layer_columns = list(config.layer_columns)
     schema = {"layer": pl.String, **dict.fromkeys(layer_columns, pl.String)}
     schema |= {"users": pl.Int64, "taps": pl.Int64, "cells": pl.Int64, "peak": pl.Float64}
+    if config.elements:
+        schema |= {"dead_taps": pl.Int64, "dead_tap_share": pl.Float64}
+        schema |= {"elements_suppressed": pl.Int64}
     layers = pl.DataFrame(manifest["layers"], schema=schema, orient="row")
+    ids = layers["layer"].to_list()
     with np.load(root / GRIDS_FILE, allow_pickle=False) as archive:
-        grids = [archive[layer] for layer in layers["layer"]]
-    stacked = np.stack(grids) if grids else np.zeros((0, *config.grid.shape))
+        grids = [archive[layer] for layer in ids]
+        dead_cells = None
+        if config.elements:
+            dead = [archive[f"{layer}{DEAD_SUFFIX}"].ravel() for layer in ids]
+            dead_cells = _stack(dead, config.grid.cells, bool)
     return HeatmapSet(
         config=config,
         layers=layers,
         cells=pl.read_parquet(root / CELLS_FILE),
-        grids=stacked,
+        grids=_stack(grids, config.grid.shape, np.float64),
         stats=RunStats.from_dict(manifest["stats"]),
+        elements=pl.read_parquet(root / ELEMENTS_FILE) if config.elements else None,
+        dead_cells=dead_cells,
     )
+
+
+def _stack(arrays: list[np.ndarray], shape, dtype) -> np.ndarray:
+    """One array per layer stacked, or an empty stack of the right shape."""
+    return np.stack(arrays) if arrays else np.zeros((0, *np.atleast_1d(shape)), dtype)
 
 
 def write_quarantine(heatmaps: HeatmapSet, path: str | os.PathLike[str]) -> int:

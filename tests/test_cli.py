@@ -88,8 +88,11 @@ def test_demo_command_writes_store_images_and_summary(tmp_path):
     assert (out / "input" / "taps.parquet").is_file()
     layers = json.loads((out / "store" / "manifest.json").read_text())["layers"]
     assert len(layers) >= 4
-    assert len(list((out / "png").glob("*.png"))) == len(layers)
+    assert len(list((out / "png").glob("*.png"))) == 2 * len(layers)  # heat and dead taps
+    assert len(list((out / "png").glob("*_dead-taps.png"))) == len(layers)
     assert len(list((out / "screens").glob("*.png"))) == 5
+    assert (out / "store" / "elements.parquet").is_file()
+    assert "dead taps" in (out / "png" / "index.html").read_text()
 
 
 @pytest.mark.parametrize(
