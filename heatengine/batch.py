@@ -157,9 +157,11 @@ def render_layers(
     views = [(heatmaps, i, outputs[i], chosen[i]) for i in range(len(stems))]
     if heatmaps.dead_cells is not None:
         dead = heatmaps.dead_taps_view()
+        laid_out = heatmaps.layers["elements_suppressed"].is_not_null().to_list()
         views += [
             (dead, i, folder / f"{stem}{DEAD_TAPS_SUFFIX}.png", chosen[i])
             for i, stem in enumerate(stems)
+            if laid_out[i]  # screens with no elements have no dead taps to show
         ]
     clobbered = {v[2].resolve() for v in views} & {b.resolve() for b in chosen if b is not None}
     if clobbered:
@@ -217,5 +219,8 @@ def write_layer_gallery(
         f"{MEASURE_UNITS[config.measure]} · window {stats.window_start[:10]} to "
         f"{stats.as_of[:10]} · {protection}"
     )
+    users = (stats.consent_coverage or {}).get("users") or {}
+    if users.get("coverage") is not None:
+        subtitle += f" · consent coverage {users['coverage']:.1%} of users"
     entries = [GalleryEntry(r.path, r.title, r.caption + r.warnings) for r in rendered]
     return write_gallery(directory, entries, title="Tap heatmaps", subtitle=subtitle)

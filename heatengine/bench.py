@@ -61,9 +61,18 @@ def benchmark_taps(n_taps: int, seed: int = 0, n_users: int | None = None) -> pl
     return taps.with_columns(token).select("screen", "x", "y", "user_token", "ts", "consent")
 
 
-def bench_config(k: int = 10) -> AggregateConfig:
-    """The benchmark's configuration: 128 x 256 grid, k, smoothing on."""
-    return AggregateConfig(grid=BENCH_GRID, privacy=PrivacyPolicy(k=k), as_of=DEMO_END)
+def bench_config(k: int = 10, consent_coverage: bool = False) -> AggregateConfig:
+    """The benchmark's configuration: 128 x 256 grid, k, smoothing on.
+
+    Consent coverage is off: it is not part of the job the peers run. ``compare`` also
+    times heatengine with it on, in its own row.
+    """
+    return AggregateConfig(
+        grid=BENCH_GRID,
+        privacy=PrivacyPolicy(k=k),
+        as_of=DEMO_END,
+        consent_coverage=consent_coverage,
+    )
 
 
 class PeakMemory:
@@ -255,6 +264,16 @@ def compare(
     )
     expected = result.cells
     timings.append(he_timing)
+    with_coverage = bench_config(consent_coverage=True)
+    timings.append(
+        _time(
+            "heatengine + coverage",
+            "exact",
+            n_taps,
+            lambda: aggregate(taps, with_coverage),
+            repeat,
+        )[0]
+    )
     peers: dict[str, Callable[[], pl.DataFrame]] = {
         "polars (screen, cx, cy)": lambda: polars_job(taps, config),
         "polars (one int key)": lambda: polars_single_key_job(taps, config),

@@ -640,9 +640,10 @@ def _budget_line(status) -> str:
 
 
 def _store_files(store: Path) -> list[Path]:
-    from heatengine.store import CELLS_FILE, GRIDS_FILE, MANIFEST_FILE
+    from heatengine.store import CELLS_FILE, ELEMENTS_FILE, GRIDS_FILE, MANIFEST_FILE
 
-    return [store / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
+    names = (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE, ELEMENTS_FILE)
+    return [store / name for name in names if name != ELEMENTS_FILE or (store / name).exists()]
 
 
 def _check_outputs(heatmaps, paths: list[Path]) -> dict:
@@ -986,6 +987,20 @@ def _share(share: float | None) -> str:
     return "" if share is None else f", {share:.1%} of taps"
 
 
+def _coverage_lines(coverage: dict | None) -> list[str]:
+    """``consent coverage: 88.2% of users, 88.5% of sessions`` and any warnings."""
+    from heatengine.coverage import warnings
+
+    if not coverage:
+        return []
+    shares = [
+        f"{s['coverage']:.1%} of {what}" if s["coverage"] is not None else f"{what} withheld (< k)"
+        for what, s in coverage.items()
+    ]
+    notes = [f"WARNING: {w}" for what, s in coverage.items() for w in warnings(s, what)]
+    return [f"consent coverage: {', '.join(shares)}", *notes]
+
+
 def _k_lines(heatmaps, line) -> list[str]:
     sup = heatmaps.stats.suppression
     rules = {
@@ -1048,6 +1063,7 @@ def format_summary(heatmaps, seconds: float) -> str:
         f"grid = {heatmaps.config.grid.columns}x{heatmaps.config.grid.rows}, "
         f"sigma = {heatmaps.config.sigma}",
     ]
+    lines += _coverage_lines(stats.consent_coverage)
     if stats.pii_input and stats.pii_input["columns"]:
         found = ", ".join(f"{c} ({', '.join(k)})" for c, k in stats.pii_input["columns"].items())
         lines.append(f"personal data in the input (kept out of outputs): {found}")

@@ -300,6 +300,10 @@ class AggregateConfig:
         UI elements as ``(screen, element, x0, y0, x1, y1)`` rectangles in normalised
         coordinates (:func:`heatengine.elements.load_elements` reads CSV or JSON):
         engagement per element and dead taps per screen are published beside the cells.
+    consent_coverage
+        Measure consent coverage (consented users and sessions over those seen, per run
+        and layer; :mod:`heatengine.coverage`). It numbers every id seen, which costs
+        about 0.3 s per 10 million taps.
     dp
         Publish with differential privacy instead of k-anonymity
         (:class:`heatengine.dp.DPPolicy`; the CLI's ``--privacy dp``): every cell of the
@@ -319,6 +323,7 @@ class AggregateConfig:
     strict: bool = False
     dp: DPPolicy | None = None
     elements: tuple[tuple[str, str, float, float, float, float], ...] = ()
+    consent_coverage: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, int | float):
@@ -422,6 +427,7 @@ class AggregateConfig:
             strict=data["strict"],
             dp=_dp_from_dict(data.get("dp")),
             elements=tuple(tuple(e) for e in data.get("elements", ())),
+            consent_coverage=data.get("consent_coverage", False),
         )
 
 

@@ -27,14 +27,14 @@ from heatengine.errors import HeatengineError
 from heatengine.heatmaps import HeatmapSet, RowCounts
 from heatengine.io import FilePlan, plan_files
 from heatengine.partial import Partial, merge_partials
-from heatengine.pipeline import build_partial, publish
+from heatengine.pipeline import build_piece, publish, with_coverage
 from heatengine.pseudonym import PseudonymKey
 from heatengine.schema import text_source_columns
 
 if TYPE_CHECKING:
     from distributed import Client
 
-Piece = tuple[Partial, RowCounts, pl.DataFrame]
+Piece = tuple[Partial, RowCounts, pl.DataFrame, dict]
 INSTALL_HINT = 'Dask support needs the dask extra: pip install "heatengine[dask]"'
 
 
@@ -64,12 +64,12 @@ def _key(key_file: str | None) -> PseudonymKey | None:
 
 def _piece_of_file(plan: FilePlan, config: AggregateConfig, key_file: str | None) -> Piece:
     _use_worker_threads()
-    return build_partial(plan.scan(), config, as_of=config.as_of, key=_key(key_file))
+    return build_piece(plan.scan(), config, as_of=config.as_of, key=_key(key_file))
 
 
 def _piece_of_frame(frame: Any, config: AggregateConfig, key_file: str | None) -> Piece:
     _use_worker_threads()
-    return build_partial(pl.from_pandas(frame), config, as_of=config.as_of, key=_key(key_file))
+    return build_piece(pl.from_pandas(frame), config, as_of=config.as_of, key=_key(key_file))
 
 
 def _merge(first: Piece, second: Piece) -> Piece:
@@ -77,10 +77,14 @@ def _merge(first: Piece, second: Piece) -> Piece:
     if len(epochs) > 1:
         msg = f"workers used different keys (epochs {sorted(map(str, epochs))})"
         raise HeatengineError(msg)
+    coverage = {
+        what: first[3].get(what, []) + second[3].get(what, []) for what in {*first[3], *second[3]}
+    }
     return (
         merge_partials([first[0], second[0]]),
         first[1].merged(second[1]),
         pl.concat([first[2], second[2]], how="vertical"),
+        coverage,
     )
 
 
@@ -90,7 +94,7 @@ def build_partial_distributed(
     client: Client,
     *,
     key_file: str | os.PathLike[str] | None = None,
-) -> Piece:
+) -> tuple[Partial, RowCounts, pl.DataFrame]:
     """The merged partial, row counts and quarantine of ``inputs``, built on ``client``.
 
     ``inputs`` is a list of files, folders or globs, or a ``dask.dataframe.DataFrame``
@@ -117,7 +121,8 @@ def build_partial_distributed(
         pairs = zip(futures[::2], futures[1::2], strict=False)
         paired = [client.submit(_merge, a, b) for a, b in pairs]
         futures = paired + ([futures[-1]] if len(futures) % 2 else [])
-    return futures[0].result()
+    partial, counts, quarantine, coverage = futures[0].result()
+    return partial, with_coverage(counts, coverage, config), quarantine
 
 
 def aggregate(

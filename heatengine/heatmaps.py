@@ -34,8 +34,13 @@ class RowCounts:
     consent_assumed: bool
     user_column: str
     key_epoch: str | None
-    screens_renamed: int = 0  # distinct screen names changed by route cleaning, per batch
+    # Distinct screen names route cleaning changed; merged days give the larger count,
+    # a lower bound, since the names themselves are not kept.
+    screens_renamed: int = 0
     pii_input: dict[str, Any] | None = None  # heatengine.pii.input_summary of the input
+    # heatengine.coverage.summarise for "users" and "sessions"; None when rows of several
+    # runs (days, workers) were merged, as their people cannot be matched afterwards.
+    consent_coverage: dict[str, Any] | None = None
 
     def merged(self, other: RowCounts) -> RowCounts:
         """The counts of two sets of rows together."""
@@ -52,8 +57,9 @@ class RowCounts:
             consent_assumed=self.consent_assumed or other.consent_assumed,
             user_column=self.user_column,
             key_epoch=self.key_epoch,
-            screens_renamed=self.screens_renamed + other.screens_renamed,
+            screens_renamed=max(self.screens_renamed, other.screens_renamed),
             pii_input=_union_pii(self.pii_input, other.pii_input),
+            consent_coverage=None,
         )
 
 

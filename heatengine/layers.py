@@ -19,7 +19,7 @@ import polars as pl
 from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
 from heatengine.kernels import first_occurrences
-from heatengine.routes import clean_routes, route_stats
+from heatengine.routes import clean_routes
 from heatengine.schema import clean_layer_values
 
 #: Seeds of the two in-run hashes that group equal values (not secrets, never stored).
@@ -60,12 +60,12 @@ class LayerCodes:
     layer
         int64 per row: position in ``layers``, or -1 where the screen is missing.
     screens_renamed
-        Distinct screen names that route cleaning changed.
+        In-run hashes of the distinct screen names that route cleaning changed.
     """
 
     layers: pl.DataFrame
     layer: np.ndarray
-    screens_renamed: int = 0
+    screens_renamed: frozenset[int] = frozenset()
 
 
 def used_layers(layers: pl.DataFrame, layer: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
@@ -87,7 +87,7 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
         A layer column has a type that cannot name a layer.
     """
     ranks, names = [], []
-    renamed = 0
+    renamed: frozenset[int] = frozenset()
     for column in config.layer_columns:
         values = df[column]
         if column != "screen" and values.dtype.is_float():  # hashing equates 0.0 and -0.0
@@ -96,7 +96,8 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
         cleaned = clean_layer_values(distinct, screen=column == "screen")
         if column == "screen":  # routes lose ids, e-mails and queries (heatengine.routes)
             routes = clean_routes(cleaned)
-            renamed += route_stats(cleaned, routes)["changed"]
+            changed = (cleaned != routes).fill_null(False)
+            renamed = frozenset(distinct.filter(changed).hash(seed=HASH_SEEDS[0]).to_list())
             cleaned = routes
         sorted_names = cleaned.drop_nulls().unique().sort()
         position = (

@@ -94,6 +94,8 @@ def element_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
     if heatmaps.elements is None:
         return ()
     row = heatmaps.layers.row(index, named=True)
+    if row["elements_suppressed"] is None:  # no elements are defined for this screen
+        return ()
     share = row["dead_tap_share"]
     dead = "dead taps: withheld (fewer than k users)" if share is None else f"dead taps {share:.1%}"
     top = (

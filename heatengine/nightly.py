@@ -254,6 +254,8 @@ def run_nightly(
         record["partials_read"] = [d.isoformat() for d in days]
         record["window"] = [first.isoformat(), last.isoformat()]
         record["pii_outputs"] = pii
+        # The day's coverage: a window's days cannot be matched up person by person.
+        record["consent_coverage_day"] = counts.consent_coverage
         if status is not None:
             record["budget"] = {
                 "epsilon_spent": status.epsilon_spent,

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from heatengine.config import AggregateConfig
+from heatengine.coverage import CoveragePairs, coverage_pairs, summarise
 from heatengine.disclosure import (
     DisclosureStats,
     dominance_possible_from_k,
@@ -45,6 +46,7 @@ from heatengine.schema import (
     QUARANTINE_REASONS,
     REASON_CODE,
     REASON_CODES,
+    SESSION,
     USER_CODE,
     ResolvedColumns,
     clean_user_values,
@@ -59,6 +61,8 @@ from heatengine.smooth import smooth_grids
 
 Progress = Callable[[str, float], None]
 USERS_PER_GROUP = 256
+#: Seed of the in-run hash that matches people across batches for consent coverage.
+COVERAGE_SEED = 0xC0FE
 MAX_BUCKET_BITS = 10
 
 
@@ -138,6 +142,35 @@ def build_partial(
     streaming: bool = False,
 ) -> tuple[Partial, RowCounts, pl.DataFrame]:
     """Read, validate and bin: the mergeable partial, row counts and quarantined rows."""
+    partial, counts, quarantine, coverage = build_piece(
+        source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, streaming=streaming
+    )
+    return partial, with_coverage(counts, coverage, config), quarantine
+
+
+def with_coverage(
+    counts: RowCounts, coverage: dict[str, list[CoveragePairs]], config: AggregateConfig
+) -> RowCounts:
+    """``counts`` with the consent coverage of every batch's (layer, person) pairs."""
+    summary = {
+        what: summarise(pairs, config.layer_columns, config.privacy.k)
+        for what, pairs in coverage.items()
+    }
+    return replace(counts, consent_coverage=summary or None)
+
+
+def build_piece(
+    source: Sources,
+    config: AggregateConfig,
+    *,
+    as_of: datetime,
+    key: PseudonymKey | None = None,
+    chunks: int | None = None,
+    clock: _Clock | None = None,
+    streaming: bool = False,
+) -> tuple[Partial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
+    """:func:`build_partial` with the consent-coverage pairs not yet summarised, so the
+    pieces of several workers can be combined exactly first."""
     clock = clock or _Clock(None)
     # Personal data in any column, dropped ones included, on a sample: for the record.
     pii_input = input_summary(scan_input(source))
@@ -146,7 +179,9 @@ def build_partial(
         batches = [pl.concat(batches, how="vertical")]
     reasons = dict.fromkeys(REASON_CODES, 0)
     quarantines, parts = [], []
-    rows_in = rows_eligible = screens_renamed = 0
+    rows_in = rows_eligible = 0
+    screens_renamed: set[int] = set()  # a name renamed in two files counts once
+    coverage: dict[str, list[CoveragePairs]] = {}
     for number, lf in enumerate(batches, 1):
         lf, columns = resolve_columns(lf, config)
         if columns.user == "user_id" and key is None:
@@ -161,7 +196,9 @@ def build_partial(
         quarantines.append(batch.quarantine)
         rows_in += batch.rows
         rows_eligible += batch.eligible.height
-        screens_renamed += batch.screens_renamed
+        screens_renamed |= batch.screens_renamed
+        for what, pairs in (batch.coverage or {}).items():
+            coverage.setdefault(what, []).append(pairs)
         parts.append(_build_partial(batch, columns, config, key, chunks))
         del batch
         # Merge while the partial below is no larger: sizes then shrink geometrically up
@@ -179,10 +216,10 @@ def build_partial(
         consent_assumed=not columns.has_consent,
         user_column=columns.user,
         key_epoch=key.epoch if key is not None and columns.user == "user_id" else None,
-        screens_renamed=screens_renamed,
+        screens_renamed=len(screens_renamed),
         pii_input=pii_input,
     )
-    return partial, counts, pl.concat(quarantines, how="vertical")
+    return partial, counts, pl.concat(quarantines, how="vertical"), coverage
 
 
 def publish(
@@ -228,7 +265,8 @@ class _Batch(NamedTuple):
     eligible: pl.DataFrame
     layers: pl.DataFrame
     ids: _UserIds | None
-    screens_renamed: int
+    screens_renamed: frozenset[int]
+    coverage: dict[str, CoveragePairs] | None
 
 
 class _UserIds(NamedTuple):
@@ -271,6 +309,7 @@ def _label(
     missing_user = None if ids is None else pl.col(USER_CODE) < 0
     labelled = labelled.with_columns(reason_expression(columns, config, as_of, missing_user))
     reasons = _reason_counts(labelled)
+    coverage = _coverage(labelled, raw, columns, config, as_of, coded.layers, ids)
     quarantined = {r: reasons[r] for r in QUARANTINE_REASONS if reasons[r]}
     if config.strict and quarantined:
         details = ", ".join(f"{reason}: {n:,}" for reason, n in quarantined.items())
@@ -281,14 +320,65 @@ def _label(
     quarantine = (
         labelled.filter(codes.is_in([REASON_CODES[r] for r in QUARANTINE_REASONS]))
         .with_columns(reason_names(codes).alias("reason"))
-        .drop(REASON_CODE, LAYER, columns.user, USER_CODE, strict=False)
+        .drop(REASON_CODE, LAYER, columns.user, USER_CODE, SESSION, strict=False)
     )
     # Only what binning needs is copied by the filter (a large part of peak memory).
     needed = [LAYER, user, *normalised_coordinates(config)]
     eligible = labelled.select(codes, *needed).filter(codes == ELIGIBLE).drop(REASON_CODE)
     return _Batch(
-        labelled.height, reasons, quarantine, eligible, coded.layers, ids, coded.screens_renamed
+        labelled.height,
+        reasons,
+        quarantine,
+        eligible,
+        coded.layers,
+        ids,
+        coded.screens_renamed,
+        coverage,
     )
+
+
+def _coverage(
+    labelled: pl.DataFrame,
+    raw: pl.DataFrame,
+    columns: ResolvedColumns,
+    config: AggregateConfig,
+    as_of: datetime,
+    layers: pl.DataFrame,
+    ids: _UserIds | None,
+) -> dict[str, CoveragePairs] | None:
+    """Distinct (layer, user) and (layer, session) pairs of the valid rows in the window,
+    with whether any was consented; ``None`` without a consent column."""
+    if not (columns.has_consent and config.consent_coverage):
+        return None
+    code, ts = pl.col(REASON_CODE), pl.col("ts")
+    horizon = as_of - timedelta(days=config.privacy.retention_days)
+    declined_in_window = (
+        (code == REASON_CODES["no_consent"])
+        & (pl.col(LAYER) >= 0)
+        & ts.is_between(pl.lit(horizon), pl.lit(as_of))
+        & (pl.col(USER_CODE) >= 0 if ids is not None else pl.col(columns.user).is_not_null())
+    )
+    counted = labelled.select(((code == ELIGIBLE) | declined_in_window).fill_null(False))
+    rows = counted.to_series().to_numpy()
+    layer = labelled[LAYER].to_numpy()[rows]
+    consented = (labelled[REASON_CODE].to_numpy() == ELIGIBLE)[rows]
+    if ids is not None:
+        user_code, user_keys = ids.code[rows], ids.ids.hash(seed=COVERAGE_SEED).to_numpy()
+    else:
+        user_code, distinct = distinct_codes(raw[columns.user].filter(pl.Series(rows)))
+        user_keys = distinct.cast(pl.UInt64, strict=False).fill_null(0).to_numpy()
+    out = {"users": coverage_pairs(layers, layer, user_code, user_keys, consented)}
+    if SESSION in raw.columns:
+        session_code, sessions = distinct_codes(raw[SESSION].filter(pl.Series(rows)))
+        present = sessions.is_not_null().to_numpy()[session_code]
+        out["sessions"] = coverage_pairs(
+            layers,
+            layer[present],
+            session_code[present],
+            sessions.hash(seed=COVERAGE_SEED).to_numpy(),
+            consented[present],
+        )
+    return out
 
 
 class _Clock:

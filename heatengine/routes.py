@@ -53,7 +53,7 @@ import re
 
 import polars as pl
 
-__all__ = ["clean_route", "clean_routes", "route_stats"]
+__all__ = ["clean_route", "clean_routes"]
 
 EMAIL = "{email}"
 UUID = "{uuid}"
@@ -211,47 +211,3 @@ def _clean(text: pl.Expr) -> pl.Expr:
     )
     text = pl.when(text.str.contains("/", literal=True)).then(by_segment).otherwise(text)
     return text.str.replace_all(_DIGIT_RUN, ID)
-
-
-def route_stats(before: pl.Series, after: pl.Series) -> dict[str, int]:
-    """How much cleaning changed a column of screen names, for the run report.
-
-    Parameters
-    ----------
-    before, after
-        The names before and after :func:`clean_routes`, row for row.
-
-    Returns
-    -------
-    dict
-        ``distinct_before`` and ``distinct_after``: distinct non-null names;
-        ``changed``: distinct names of ``before`` that cleaning rewrote. Their
-        difference ``distinct_before - distinct_after`` is how many layers merged away.
-
-    Raises
-    ------
-    ValueError
-        The two columns differ in length.
-
-    Examples
-    --------
-    >>> before = pl.Series("screen", ["/orders/1", "/orders/2", "/orders/2", "cart", None])
-    >>> route_stats(before, clean_routes(before))
-    {'distinct_before': 3, 'distinct_after': 2, 'changed': 2}
-    """
-    if before.len() != after.len():
-        msg = (
-            f"before and after must hold the same rows, got {before.len():,} names "
-            f"before and {after.len():,} after"
-        )
-        raise ValueError(msg)
-    pairs = pl.DataFrame(
-        {"before": before.cast(pl.String), "after": after.cast(pl.String)}
-    ).unique()
-    return {
-        "distinct_before": pairs["before"].drop_nulls().n_unique(),
-        "distinct_after": pairs["after"].drop_nulls().n_unique(),
-        "changed": pairs.filter(
-            pl.col("before").is_not_null() & pl.col("before").ne_missing(pl.col("after"))
-        )["before"].n_unique(),
-    }

@@ -37,6 +37,8 @@ REASON_CODES = {
 MISSING_SEGMENT = "(missing)"
 #: Per-row layer number column (negative: no screen), added before reasons are given.
 LAYER = "layer"
+#: Optional column read only for consent coverage per session.
+SESSION = "session_id"
 #: Per-row number of the distinct (cleaned) user id (negative: no id).
 USER_CODE = "token"
 # Accepted timestamp text, row by row: with an offset or Z, else taken as UTC.
@@ -123,7 +125,8 @@ def resolve_columns(
             f"--assume-consent). Columns present: {_listing(names)}"
         )
         raise SchemaError(msg)
-    kept = [*required, user] + (["consent"] if has_consent else [])
+    # session_id is read only to measure consent coverage per session, then dropped.
+    kept = [*required, user] + (["consent"] if has_consent else []) + [SESSION]
     kept = [name for name in names if name in kept]
     dropped = tuple(sorted(set(names) - set(kept)))
     return lf.select(kept), ResolvedColumns(user, has_consent, tuple(kept), dropped)

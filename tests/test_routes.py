@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from heatengine.routes import clean_route, clean_routes, route_stats
+from heatengine.routes import clean_route, clean_routes
 
 EXAMPLES = [
     ("/u/jane@x.com/orders/12345", "/u/{email}/orders/{id}"),
@@ -118,26 +118,6 @@ def test_non_text_is_refused():
         clean_routes(pl.Series("screen", [1, 2]))
     with pytest.raises(TypeError, match=r"a screen name must be a string, got int 5"):
         clean_route(5)  # type: ignore[arg-type]
-
-
-def test_route_stats():
-    before = pl.Series("screen", ["/orders/1", "/orders/2", "/orders/2", "/u/a@b.io", "cart", None])
-    assert route_stats(before, clean_routes(before)) == {
-        "distinct_before": 4,
-        "distinct_after": 3,
-        "changed": 3,
-    }
-    nothing = pl.Series("screen", ["cart", "cart", "home"])
-    assert route_stats(nothing, clean_routes(nothing)) == {
-        "distinct_before": 2,
-        "distinct_after": 2,
-        "changed": 0,
-    }
-
-
-def test_route_stats_needs_aligned_columns():
-    with pytest.raises(ValueError, match=r"got 2 names before and 1 after"):
-        route_stats(pl.Series(["a", "b"]), pl.Series(["a"]))
 
 
 @pytest.mark.parametrize(("name", "expected"), [("42", "42"), ("/orders/42", "/orders/{id}")])
