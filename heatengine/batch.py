@@ -20,6 +20,7 @@ from heatengine.colormaps import get_colormap
 from heatengine.errors import HeatengineError
 from heatengine.heatmaps import HeatmapSet
 from heatengine.legend import layer_caption, layer_title
+from heatengine.pipeline import RAGE_SUFFIX
 from heatengine.render import (
     check_scale,
     find_background,
@@ -150,7 +151,8 @@ def render_layers(
     stems = layer_file_stems(heatmaps)
     mapping = dict(background_map or {})
 
-    screens = heatmaps.layers["screen"].to_list()
+    # A rage-tap layer is drawn on its screen's screenshot.
+    screens = [s.removesuffix(RAGE_SUFFIX) for s in heatmaps.layers["screen"].to_list()]
     chosen = [mapping.get(screen) or find_background(backgrounds, screen) for screen in screens]
     outputs = [folder / f"{stem}.png" for stem in stems]
     # With UI elements, each layer also gets its dead-tap image beside it.

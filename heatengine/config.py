@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from heatengine.dp import DPPolicy
+    from heatengine.rage import RagePolicy
 
 #: Numba options shared by every kernel: one place to change them (``@njit(**NJIT)``).
 NJIT: dict[str, Any] = {"cache": True, "nogil": True}
@@ -304,6 +305,10 @@ class AggregateConfig:
         Measure consent coverage (consented users and sessions over those seen, per run
         and layer; :mod:`heatengine.coverage`). It numbers every id seen, which costs
         about 0.3 s per 10 million taps.
+    rage_taps
+        Find rage-tap bursts (:class:`heatengine.rage.RagePolicy`) and publish them as
+        their own layers, ``screen (rage taps)``, k-suppressed like any other, with each
+        layer's ``rage_tap_share``. Off by default: it sorts the taps by user and time.
     dp
         Publish with differential privacy instead of k-anonymity
         (:class:`heatengine.dp.DPPolicy`; the CLI's ``--privacy dp``): every cell of the
@@ -324,6 +329,7 @@ class AggregateConfig:
     dp: DPPolicy | None = None
     elements: tuple[tuple[str, str, float, float, float, float], ...] = ()
     consent_coverage: bool = True
+    rage_taps: RagePolicy | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.sigma, bool) or not isinstance(self.sigma, int | float):
@@ -346,6 +352,12 @@ class AggregateConfig:
             object.__setattr__(self, "as_of", _as_utc(self.as_of))
         if self.elements:
             self._check_elements()
+        if self.rage_taps is not None:
+            from heatengine.rage import RagePolicy  # rage imports this module
+
+            if not isinstance(self.rage_taps, RagePolicy):
+                msg = f"rage_taps must be a RagePolicy or None, got {self.rage_taps!r}"
+                raise TypeError(msg)
         if self.dp is not None:
             from heatengine.dp import DPPolicy  # dp imports this module
 
@@ -408,6 +420,7 @@ class AggregateConfig:
         out["as_of"] = None if self.as_of is None else self.as_of.isoformat()
         out["dp"] = None if self.dp is None else self.dp.to_dict()
         out["elements"] = [list(e) for e in self.elements]
+        out["rage_taps"] = None if self.rage_taps is None else self.rage_taps.to_dict()
         return out
 
     @classmethod
@@ -428,6 +441,7 @@ class AggregateConfig:
             dp=_dp_from_dict(data.get("dp")),
             elements=tuple(tuple(e) for e in data.get("elements", ())),
             consent_coverage=data.get("consent_coverage", False),
+            rage_taps=_rage_from_dict(data.get("rage_taps")),
         )
 
 
@@ -437,6 +451,14 @@ def _dp_from_dict(data: Mapping[str, Any] | None) -> DPPolicy | None:
     from heatengine.dp import DPPolicy
 
     return DPPolicy.from_dict(data)
+
+
+def _rage_from_dict(data: Mapping[str, Any] | None) -> RagePolicy | None:
+    if data is None:
+        return None
+    from heatengine.rage import RagePolicy
+
+    return RagePolicy.from_dict(data)
 
 
 def _normalise_column_map(mapping: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -39,6 +39,7 @@ from heatengine.pseudonym import (
     pseudonymise_ids,
     tokens_from_text,
 )
+from heatengine.rage import rage_taps
 from heatengine.schema import (
     ELIGIBLE,
     EXCLUSION_REASONS,
@@ -61,6 +62,8 @@ from heatengine.smooth import smooth_grids
 
 Progress = Callable[[str, float], None]
 USERS_PER_GROUP = 256
+#: Appended to a screen's name to name its rage-tap layer.
+RAGE_SUFFIX = " (rage taps)"
 #: Seed of the in-run hash that matches people across batches for consent coverage.
 COVERAGE_SEED = 0xC0FE
 MAX_BUCKET_BITS = 10
@@ -324,6 +327,8 @@ def _label(
     )
     # Only what binning needs is copied by the filter (a large part of peak memory).
     needed = [LAYER, user, *normalised_coordinates(config)]
+    if config.rage_taps is not None:  # bursts are found by time
+        needed.append("ts")
     eligible = labelled.select(codes, *needed).filter(codes == ELIGIBLE).drop(REASON_CODE)
     return _Batch(
         labelled.height,
@@ -427,15 +432,42 @@ def _build_partial(
     chunks: int | None,
 ) -> Partial:
     eligible = batch.eligible
-    layers, layer = used_layers(batch.layers, eligible[LAYER].to_numpy())
-    return partial_from_taps(
-        config.grid,
-        layers,
-        layer,
-        eligible["x"].to_numpy(),
-        eligible["y"].to_numpy(),
-        _user_tokens(batch, columns, key),
-        chunks,
+    layer = eligible[LAYER].to_numpy()
+    x, y = eligible["x"].to_numpy(), eligible["y"].to_numpy()
+    tokens = _user_tokens(batch, columns, key)
+    layers = batch.layers
+    if config.rage_taps is not None:
+        layers, layer, x, y, tokens = _with_rage_layers(
+            layers, layer, x, y, tokens, eligible["ts"], config
+        )
+    layers, layer = used_layers(layers, layer)
+    return partial_from_taps(config.grid, layers, layer, x, y, tokens, chunks)
+
+
+def _with_rage_layers(
+    layers: pl.DataFrame,
+    layer: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    tokens: np.ndarray,
+    ts: pl.Series,
+    config: AggregateConfig,
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Add each rage tap a second time, to its layer's rage layer (``screen`` with
+    :data:`RAGE_SUFFIX`), so rage taps are binned, merged and k-suppressed like any tap."""
+    frame = pl.DataFrame({"user": tokens, "layer": layer, "ts": ts, "x": x, "y": y})
+    rage = rage_taps(frame, user="user", screen="layer", policy=config.rage_taps)
+    rage_layers = layers.with_columns(pl.col("screen") + RAGE_SUFFIX)
+    both = pl.concat([layers, rage_layers], how="vertical").with_row_index("given")
+    ordered = both.sort(list(config.layer_columns))
+    position = np.empty(both.height, np.int64)
+    position[ordered["given"].to_numpy()] = np.arange(both.height)
+    return (
+        ordered.drop("given"),
+        np.concatenate([position[layer], position[layer[rage] + layers.height]]),
+        np.concatenate([x, x[rage]]),
+        np.concatenate([y, y[rage]]),
+        np.concatenate([tokens, tokens[rage]]),
     )
 
 
@@ -491,6 +523,8 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
             grids.reshape(len(keep), grid.cells).max(axis=1, initial=0.0), dtype=pl.Float64
         ),
     )
+    if config.rage_taps is not None:
+        layers = _with_rage_share(layers, config)
     if not config.elements:
         return _Published(layers, cells, grids, suppression)
     elements, per_layer, dead = _element_tables(partial, users > 0, keep, config, chunks)
@@ -499,6 +533,19 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
         elements, on=list(config.layer_columns), how="inner", nulls_equal=True
     )
     return _Published(layers, cells, grids, suppression, None, elements, dead)
+
+
+def _with_rage_share(layers: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
+    """``rage_tap_share``: a layer's published rage taps over its published taps (null for
+    rage layers, and where no rage cell was published)."""
+    columns = list(config.layer_columns)
+    is_rage = pl.col("screen").str.ends_with(RAGE_SUFFIX)
+    rage = layers.filter(is_rage).select(
+        pl.col("screen").str.strip_suffix(RAGE_SUFFIX), *columns[1:], rage_taps="taps"
+    )
+    joined = layers.join(rage, on=columns, how="left", nulls_equal=True, maintain_order="left")
+    share = pl.when(is_rage).then(None).otherwise(pl.col("rage_taps") / pl.col("taps"))
+    return joined.with_columns(rage_tap_share=share).drop("rage_taps")
 
 
 def _element_tables(

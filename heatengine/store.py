@@ -159,6 +159,8 @@ def read(directory: str | os.PathLike[str]) -> HeatmapSet:
     layer_columns = list(config.layer_columns)
     schema = {"layer": pl.String, **dict.fromkeys(layer_columns, pl.String)}
     schema |= {"users": pl.Int64, "taps": pl.Int64, "cells": pl.Int64, "peak": pl.Float64}
+    if config.rage_taps is not None and config.dp is None:
+        schema |= {"rage_tap_share": pl.Float64}
     if config.elements:
         schema |= {"dead_taps": pl.Int64, "dead_tap_share": pl.Float64}
         schema |= {"elements_suppressed": pl.Int64}

@@ -340,6 +340,8 @@ _RAGE_SHARE = 0.01
 _RAGE_SHARE_CHECKOUT = 0.05
 _MEAN_TAP_GAP_S = 3.5
 _RAGE_TAP_GAP_S = 0.25
+_RAGE_BURST_TAPS = 4  # a rage tap and up to three more in the same visit
+_RAGE_JITTER = 0.01  # normalised x, about 4 px on a 390-px phone
 # Relative tap volume per hour of day (UTC): quiet nights, evening peak.
 _HOURLY = np.array(
     [1.2, 0.7, 0.4, 0.3, 0.3, 0.4, 0.8, 1.6, 2.4, 2.6, 2.5, 2.6,
@@ -516,6 +518,15 @@ def generate_taps(
     u_event = rng.random(n)
     event = np.where(u_event < rage_p + _LONG_PRESS_SHARE, _EVENTS.index("long_press"), 0)
     event[u_event < rage_p] = _EVENTS.index("rage_tap")
+    # A rage tap starts a burst: the next taps of the same screen visit follow it.
+    burst = np.flatnonzero(event == _EVENTS.index("rage_tap"))
+    follows = []
+    for offset in range(1, _RAGE_BURST_TAPS):
+        after = burst + offset
+        after = after[after < n]
+        after = after[(visit[after] == visit[after - offset]) & ~visit_start[after]]
+        event[after] = _EVENTS.index("rage_tap")
+        follows.append((after, after - offset))
 
     # Coordinates: Gaussian around a thumb-biased element centre, confined near the element.
     element = np.searchsorted(_ELEMENT_CDF, screen + rng.random(n), side="right")
@@ -539,6 +550,9 @@ def generate_taps(
     noise = rng.random(n) < _NOISE_SHARE
     x[noise] = rng.random(int(noise.sum()))
     y[noise] = rng.random(int(noise.sum()))
+    for after, first in follows:  # a burst's taps land within a few pixels of its first
+        x[after] = np.clip(x[first] + rng.normal(0.0, _RAGE_JITTER, after.size), 0.0, 1.0)
+        y[after] = np.clip(y[first] + rng.normal(0.0, _RAGE_JITTER / 2, after.size), 0.0, 1.0)
 
     # Timestamps: session start plus exponential gaps, wrapped into the window.
     window_s = days * _SECONDS_PER_DAY
