@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -135,19 +135,14 @@ def aggregate(
 
 
 def build_partial(
-    source: Sources,
-    config: AggregateConfig,
-    *,
-    as_of: datetime,
-    key: PseudonymKey | None = None,
-    chunks: int | None = None,
-    clock: _Clock | None = None,
-    streaming: bool = False,
+    source: Sources, config: AggregateConfig, *, as_of: datetime, **options: Any
 ) -> tuple[Partial, RowCounts, pl.DataFrame]:
-    """Read, validate and bin: the mergeable partial, row counts and quarantined rows."""
-    partial, counts, quarantine, coverage = build_piece(
-        source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, streaming=streaming
-    )
+    """Read, validate and bin: the mergeable partial, row counts and quarantined rows.
+
+    ``options`` are those of :func:`build_piece` (``key``, ``chunks``, ``clock``,
+    ``streaming``).
+    """
+    partial, counts, quarantine, coverage = build_piece(source, config, as_of=as_of, **options)
     return partial, with_coverage(counts, coverage, config), quarantine
 
 
