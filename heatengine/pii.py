@@ -538,17 +538,13 @@ def _check_sample_rows(sample_rows: int | None) -> None:
 
 
 def _sample_lazy(lf: pl.LazyFrame, height: int, rows: int | None, seed: int) -> pl.DataFrame:
-    """``rows`` rows at seeded random positions (all when ``rows`` is None or enough)."""
+    """``rows`` consecutive rows from a seeded random start (all when ``rows`` is None or
+    enough). A run of rows, not scattered ones, so a Parquet file is read only where the
+    sample lies: a scattered sample read every row of every file (2 s for 100M taps)."""
     if rows is None or rows >= height:
         return lf.collect()
-    picked = np.sort(np.random.default_rng(seed).choice(height, size=rows, replace=False))
-    index = "__heatengine_pii_row__"
-    return (
-        lf.with_row_index(index)
-        .filter(pl.col(index).is_in(pl.Series(picked, dtype=pl.UInt32)))
-        .drop(index)
-        .collect()
-    )
+    start = int(np.random.default_rng(seed).integers(0, height - rows + 1))
+    return lf.slice(start, rows).collect()
 
 
 def _as_strings(series: pl.Series) -> pl.Series:
