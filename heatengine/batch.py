@@ -20,7 +20,6 @@ from heatengine.colormaps import get_colormap
 from heatengine.errors import HeatengineError
 from heatengine.heatmaps import HeatmapSet
 from heatengine.legend import layer_caption, layer_title
-from heatengine.pipeline import RAGE_SUFFIX
 from heatengine.render import (
     check_scale,
     find_background,
@@ -28,6 +27,7 @@ from heatengine.render import (
     open_screenshot,
     render_png,
 )
+from heatengine.schema import RAGE_SUFFIX
 
 ASPECT_TOLERANCE = 0.02
 ScaleMax = float | str  # "layer", "shared" or a fixed number

@@ -351,9 +351,7 @@ def require_room(
         return _status((), _as_of_day(as_of), policy, GENESIS)
     before = spent(directory, as_of, policy)
     since = _horizon_start(_as_of_day(as_of), policy)
-    _require_within_budget(
-        directory / BUDGET_FILE, release_id, before, epsilon, delta, policy, since
-    )
+    _require_within_budget(directory / BUDGET_FILE, release, before, epsilon, delta, policy, since)
     return before
 
 

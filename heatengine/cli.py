@@ -1065,8 +1065,7 @@ def _dp_lines(heatmaps, line) -> list[str]:
         line(
             "layers released",
             heatmaps.layers.height,
-            f"   ({dp['screens_selected']:,} selected of {dp['screens_considered']:,} "
-            "non-public, noisy selection)",
+            f"   ({dp['screens_selected']:,} non-public selected, with noise)",
         ),
         line("cells released", heatmaps.layers.height * grid_cells, "   (every cell, with noise)"),
         privacy_summary(heatmaps) + f", noise scale {dp['noise_scale']:.3g} ({dp['noise']})",

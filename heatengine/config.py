@@ -46,6 +46,18 @@ RESERVED_COLUMNS = (
     "token",
     "united",
     "own",
+    "given",
+    "element",
+    "screen_users",
+    "engagement",
+    "dead_taps",
+    "dead_tap_share",
+    "elements_suppressed",
+    "rage_tap_share",
+    "noisy",
+    "low",
+    "high",
+    "session_id",
 )
 
 #: Canonical columns (see ARCHITECTURE.md) that a column mapping may rename onto.

@@ -20,6 +20,24 @@ REASON_NAMES = EXCLUSION_REASONS + QUARANTINE_REASONS
 LayerRef = str | int | Mapping[str, str]
 #: Exact counts of the data in a DP run's statistics: for the operator, never written.
 PRIVATE_DP_STATISTICS = ("screens_considered",)
+#: Exact counts a DP release does not support; its manifest leaves them out (null).
+EXACT_COUNTS = (
+    "rows_in",
+    "rows_eligible",
+    "quarantined",
+    "excluded",
+    "screens_renamed",
+    "consent_coverage",
+)
+
+
+def _shares(summary: dict[str, Any]) -> dict[str, Any]:
+    """Coverage without the counts behind it, per run and per layer."""
+    layers = [
+        {k: v for k, v in layer.items() if k not in ("seen", "consented")}
+        for layer in summary["layers"]
+    ]
+    return {"coverage": summary["coverage"], "layers": layers}
 
 
 @dataclass(frozen=True)
@@ -38,8 +56,8 @@ class RowCounts:
     # a lower bound, since the names themselves are not kept.
     screens_renamed: int = 0
     pii_input: dict[str, Any] | None = None  # heatengine.pii.input_summary of the input
-    # heatengine.coverage.summarise for "users" and "sessions"; None when rows of several
-    # runs (days, workers) were merged, as their people cannot be matched afterwards.
+    # heatengine.coverage.summarise for "users" and "sessions"; None when the counts of
+    # several nightly days are merged, as their people cannot be matched afterwards.
     consent_coverage: dict[str, Any] | None = None
 
     def merged(self, other: RowCounts) -> RowCounts:
@@ -102,13 +120,21 @@ class RunStats(RowCounts):
         return asdict(self)
 
     def publishable(self) -> dict[str, Any]:
-        """The values written to a store's manifest (no sums over suppressed cells)."""
-        dp = (
-            None
-            if self.dp is None
-            else {k: v for k, v in self.dp.items() if k not in PRIVATE_DP_STATISTICS}
-        )
-        return {**asdict(self), "suppression": self.suppression.publishable(), "dp": dp}
+        """The values written to a store's manifest.
+
+        No sums over suppressed cells; consent coverage as shares only (counts next to
+        the published users would give away users seen only in hidden cells). A DP
+        release keeps only what it supports: exact row counts and coverage are left out.
+        """
+        out = {**asdict(self), "suppression": self.suppression.publishable()}
+        if self.consent_coverage is not None:
+            out["consent_coverage"] = {
+                what: _shares(summary) for what, summary in self.consent_coverage.items()
+            }
+        if self.dp is not None:
+            out["dp"] = {k: v for k, v in self.dp.items() if k not in PRIVATE_DP_STATISTICS}
+            out |= dict.fromkeys(EXACT_COUNTS)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStats:

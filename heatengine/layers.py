@@ -20,7 +20,7 @@ from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
 from heatengine.kernels import first_occurrences
 from heatengine.routes import clean_routes
-from heatengine.schema import clean_layer_values
+from heatengine.schema import clean_layer_values, clean_screen_names
 
 #: Seeds of the two in-run hashes that group equal values (not secrets, never stored).
 HASH_SEEDS = (0x5EED, 0xC0FFEE)
@@ -95,7 +95,7 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
         codes, distinct = distinct_codes(values)
         cleaned = clean_layer_values(distinct, screen=column == "screen")
         if column == "screen":  # routes lose ids, e-mails and queries (heatengine.routes)
-            routes = clean_routes(cleaned)
+            routes = clean_screen_names(clean_routes(cleaned))
             changed = (cleaned != routes).fill_null(False)
             renamed = frozenset(distinct.filter(changed).hash(seed=HASH_SEEDS[0]).to_list())
             cleaned = routes

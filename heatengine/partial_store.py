@@ -40,6 +40,8 @@ def partial_options(config: AggregateConfig) -> dict[str, Any]:
         "column_map": dict(config.column_map),
         "coordinates": config.coordinates,
         "assume_consent": config.assume_consent,
+        "rage_taps": None if config.rage_taps is None else config.rage_taps.to_dict(),
+        "screen_names": "routes cleaned",  # partials from before route cleaning differ
     }
 
 

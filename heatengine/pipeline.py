@@ -25,7 +25,7 @@ from heatengine.disclosure import (
 )
 from heatengine.dp import clamped, dp_release
 from heatengine.elements import element_engagement
-from heatengine.errors import QuarantineError
+from heatengine.errors import HeatengineError, QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
 from heatengine.kernels import distinct_users_per_group, published_user_groups
@@ -45,6 +45,7 @@ from heatengine.schema import (
     EXCLUSION_REASONS,
     LAYER,
     QUARANTINE_REASONS,
+    RAGE_SUFFIX,
     REASON_CODE,
     REASON_CODES,
     SESSION,
@@ -62,8 +63,6 @@ from heatengine.smooth import smooth_grids
 
 Progress = Callable[[str, float], None]
 USERS_PER_GROUP = 256
-#: Appended to a screen's name to name its rage-tap layer.
-RAGE_SUFFIX = " (rage taps)"
 #: Seed of the in-run hash that matches people across batches for consent coverage.
 COVERAGE_SEED = 0xC0FE
 MAX_BUCKET_BITS = 10
@@ -236,12 +235,18 @@ def publish(
     """
     heatmaps = _publish(partial, config, chunks)
     start = window_start or as_of - timedelta(days=config.privacy.retention_days)
+    counts = replace(
+        counts, consent_coverage=_published_coverage(counts.consent_coverage, heatmaps, config)
+    )
     stats = RunStats(
         **{f.name: getattr(counts, f.name) for f in fields(RowCounts)},
         as_of=as_of.isoformat(),
         window_start=start.isoformat(),
         suppression=heatmaps.suppression,
-        published_taps=int(heatmaps.layers["taps"].sum() or 0),
+        # Rage layers repeat taps of their screens: counted once, in the screens.
+        published_taps=int(
+            heatmaps.layers.filter(~pl.col("screen").str.ends_with(RAGE_SUFFIX))["taps"].sum() or 0
+        ),
         dp=heatmaps.dp,
     )
     return HeatmapSet(
@@ -254,6 +259,26 @@ def publish(
         elements=heatmaps.elements,
         dead_cells=heatmaps.dead_cells,
     )
+
+
+def _published_coverage(coverage: dict | None, heatmaps: _Published, config: AggregateConfig):
+    """Per-layer coverage only for published layers with a published figure: a layer
+    name seen only in hidden cells, or only by users without consent, stays unsaid."""
+    if coverage is None:
+        return None
+    columns = list(config.layer_columns)
+    shown = set(heatmaps.layers.select(columns).iter_rows())
+    return {
+        what: {
+            **summary,
+            "layers": [
+                layer
+                for layer in summary["layers"]
+                if layer["coverage"] is not None and tuple(layer[c] for c in columns) in shown
+            ],
+        }
+        for what, summary in coverage.items()
+    }
 
 
 class _Batch(NamedTuple):
@@ -365,8 +390,11 @@ def _coverage(
     if ids is not None:
         user_code, user_keys = ids.code[rows], ids.ids.hash(seed=COVERAGE_SEED).to_numpy()
     else:
-        user_code, distinct = distinct_codes(raw[columns.user].filter(pl.Series(rows)))
-        user_keys = distinct.cast(pl.UInt64, strict=False).fill_null(0).to_numpy()
+        tokens = raw[columns.user].filter(pl.Series(rows))
+        if tokens.dtype.is_signed_integer():  # as _user_tokens: the bits, not the value
+            tokens = tokens.cast(pl.Int64).reinterpret(signed=False)
+        user_code, distinct = distinct_codes(tokens)
+        user_keys = distinct.cast(pl.UInt64).to_numpy()
     out = {"users": coverage_pairs(layers, layer, user_code, user_keys, consented)}
     if SESSION in raw.columns:
         session_code, sessions = distinct_codes(raw[SESSION].filter(pl.Series(rows)))
@@ -450,6 +478,13 @@ def _with_rage_layers(
 ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Add each rage tap a second time, to its layer's rage layer (``screen`` with
     :data:`RAGE_SUFFIX`), so rage taps are binned, merged and k-suppressed like any tap."""
+    taken = layers.filter(pl.col("screen").str.ends_with(RAGE_SUFFIX))["screen"]
+    if taken.len():
+        msg = (
+            f"{taken.len()} screen name(s) already end with {RAGE_SUFFIX!r}, which names "
+            "rage-tap layers; rename them or run without rage taps"
+        )
+        raise HeatengineError(msg)
     frame = pl.DataFrame({"user": tokens, "layer": layer, "ts": ts, "x": x, "y": y})
     rage = rage_taps(frame, user="user", screen="layer", policy=config.rage_taps)
     rage_layers = layers.with_columns(pl.col("screen") + RAGE_SUFFIX)
@@ -479,7 +514,8 @@ class _Published(NamedTuple):
 def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _Published:
     """Suppress, smooth and tabulate a fully merged partial.
 
-    Everything returned is derived from the suppressed counts.
+    Everything returned is derived from the suppressed counts, except the true layer
+    totals asked for with ``privacy.true_totals``, which secondary suppression protects.
     """
     if config.dp is not None:
         return _publish_dp(partial, config)
@@ -523,7 +559,10 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
     if not config.elements:
         return _Published(layers, cells, grids, suppression)
     elements, per_layer, dead = _element_tables(partial, users > 0, keep, config, chunks)
-    layers = layers.join(per_layer, on=list(config.layer_columns), how="left", nulls_equal=True)
+    layers = layers.join(
+        per_layer, on=list(config.layer_columns), how="left", nulls_equal=True,
+        maintain_order="left",
+    )  # fmt: skip
     elements = layer_rows.select("layer", *config.layer_columns).join(
         elements, on=list(config.layer_columns), how="inner", nulls_equal=True
     )
@@ -619,7 +658,8 @@ def _publish_dp(partial: Partial, config: AggregateConfig) -> _Published:
         cells=pl.lit(grid.cells, pl.Int64),
         peak=pl.Series(grids.reshape(n, grid.cells).max(axis=1, initial=0.0), dtype=pl.Float64),
     )
-    zero = SuppressionStats(0, 0, 0, n, n, 0)
+    # Every cell of every released layer is published, with noise; none is suppressed.
+    zero = SuppressionStats(0, n * grid.cells, 0, n, n, 0)
     details = {
         "noise": release.noise,
         "noise_scale": release.noise_scale,

@@ -37,6 +37,8 @@ REASON_CODES = {
 MISSING_SEGMENT = "(missing)"
 #: Per-row layer number column (negative: no screen), added before reasons are given.
 LAYER = "layer"
+#: Appended to a screen's name to name its rage-tap layer.
+RAGE_SUFFIX = " (rage taps)"
 #: Optional column read only for consent coverage per session.
 SESSION = "session_id"
 #: Per-row number of the distinct (cleaned) user id (negative: no id).
@@ -125,7 +127,8 @@ def resolve_columns(
             f"--assume-consent). Columns present: {_listing(names)}"
         )
         raise SchemaError(msg)
-    # session_id is read only to measure consent coverage per session, then dropped.
+    # session_id is kept in the run for consent coverage per session only: it never
+    # reaches a partial, the quarantine file or any output.
     kept = [*required, user] + (["consent"] if has_consent else []) + [SESSION]
     kept = [name for name in names if name in kept]
     dropped = tuple(sorted(set(names) - set(kept)))
@@ -200,6 +203,11 @@ def _is_text(dtype: pl.DataType) -> bool:
 def _blank_to_null(text: pl.Expr) -> pl.Expr:
     """Empty or all-space text means the value is missing."""
     return pl.when(text.str.strip_chars() == "").then(None).otherwise(text)
+
+
+def clean_screen_names(names: pl.Series) -> pl.Series:
+    """Screen names left blank (by route cleaning: ``"?x=1"`` has no path) are missing."""
+    return names.to_frame().select(_blank_to_null(pl.col(names.name)).alias(names.name)).to_series()
 
 
 def clean_layer_values(values: pl.Series, screen: bool) -> pl.Series:

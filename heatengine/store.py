@@ -91,6 +91,8 @@ def write_store(heatmaps: HeatmapSet, directory: str | os.PathLike[str]) -> Path
         staged[MANIFEST_FILE] = temporary_beside(root / MANIFEST_FILE)
         manifest = build_manifest(heatmaps, files)
         staged[MANIFEST_FILE].write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        if ELEMENTS_FILE not in staged:  # a store rewritten without elements loses them
+            (root / ELEMENTS_FILE).unlink(missing_ok=True)
         for name, temporary in staged.items():  # data files first, the manifest last
             commit(temporary, root / name)
     finally:

@@ -31,8 +31,21 @@ def test_round_trip(tmp_path, heatmaps):
     assert again.layers.equals(heatmaps.layers)
     np.testing.assert_array_equal(again.grids, heatmaps.grids)
     private = {"suppressed_tap_share": None, "suppressed_user_share": None}
+    # Coverage is written as shares only: the counts behind them stay with the operator.
+    shares = {
+        what: {
+            "coverage": summary["coverage"],
+            "layers": [
+                {k: v for k, v in layer.items() if k not in ("seen", "consented")}
+                for layer in summary["layers"]
+            ],
+        }
+        for what, summary in heatmaps.stats.consent_coverage.items()
+    }
     assert again.stats == replace(
-        heatmaps.stats, suppression=replace(heatmaps.stats.suppression, **private)
+        heatmaps.stats,
+        suppression=replace(heatmaps.stats.suppression, **private),
+        consent_coverage=shares,
     )
     assert again.config == heatmaps.config
     assert again.grid("home", platform="ios").shape == (16, 8)
