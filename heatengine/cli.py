@@ -37,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (HeatengineError, KeyError, OSError) as exc:
         print(f"heatengine: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+        # Personal data found in outputs before publishing them has its own code.
+        return PII_IN_OUTPUT if hasattr(exc, "scan") else EXIT_USAGE
     except Exception as exc:
         import polars as pl
 
@@ -626,7 +627,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
         release = release_id(f"aggregate {started_at.isoformat()}")
         status = charge_release(heatmaps, args.out, release, budget)
         print(f"  {_budget_line(status)}", file=sys.stderr)
-    heatmaps.write(args.out)
+    _write_checked(heatmaps, args.out)
     outputs = _store_files(args.out)
     if args.quarantine:
         rows = write_quarantine(heatmaps, args.quarantine)
@@ -659,6 +660,23 @@ def _store_files(store: Path) -> list[Path]:
 
     names = (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE, ELEMENTS_FILE)
     return [store / name for name in names if name != ELEMENTS_FILE or (store / name).exists()]
+
+
+def _write_checked(heatmaps, store: Path) -> None:
+    """Write the store only after a staged copy of it scans free of personal data."""
+    import tempfile
+
+    from heatengine.pii import PersonalDataInOutputs, check_outputs
+
+    store.parent.mkdir(parents=True, exist_ok=True)
+    summary = heatmaps.stats.pii_input or {"kinds": [], "columns": {}}
+    with tempfile.TemporaryDirectory(dir=store.parent, prefix=".heatengine-check-") as staged:
+        heatmaps.write(staged)
+        scan = check_outputs(summary, staged)
+        scan["locations"] = [place.replace(f"{staged}/", "") for place in scan["locations"]]
+    if not scan["clean"]:
+        raise PersonalDataInOutputs(scan)
+    heatmaps.write(store)
 
 
 def _check_outputs(heatmaps, paths: list[Path]) -> dict:
@@ -850,7 +868,7 @@ def run_demo(args: argparse.Namespace) -> int:
     key = PseudonymKey(secrets.token_bytes(32))
     started_at = datetime.now(UTC)
     heatmaps = aggregate(taps, config, key=key, progress=_progress)
-    heatmaps.write(out / "store")
+    _write_checked(heatmaps, out / "store")
     if args.backgrounds is None:
         args.backgrounds = screens
     images = _render_all(heatmaps, out / "png", args)

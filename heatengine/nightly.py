@@ -55,7 +55,7 @@ from heatengine.partial_store import (
     save_day,
     stored_days,
 )
-from heatengine.pii import check_outputs
+from heatengine.pii import PersonalDataInOutputs, check_outputs
 from heatengine.pipeline import build_partial, publish
 from heatengine.pseudonym import PseudonymKey
 from heatengine.store import CELLS_FILE, GRIDS_FILE, MANIFEST_FILE
@@ -238,8 +238,7 @@ def run_nightly(
             status = charge_release(
                 heatmaps, store, release, budget, started, days=(min(days), max(days))
             )
-        version = _publish_atomically(heatmaps, window_dir, render)
-        pii = check_outputs(heatmaps.stats.pii_input or {"kinds": [], "columns": {}}, version)
+        version, pii = _publish_atomically(heatmaps, window_dir, render)
         outputs = [version / name for name in (CELLS_FILE, GRIDS_FILE, MANIFEST_FILE)]
         record = run_record(
             heatmaps,
@@ -268,12 +267,14 @@ def run_nightly(
 
 def _publish_atomically(
     heatmaps: HeatmapSet, window_dir: Path, render: Callable[[HeatmapSet, Path], object] | None
-) -> Path:
-    """Write a complete new version of a window, then switch its link to it in one step.
+) -> tuple[Path, dict]:
+    """Write a complete new version of a window, scan it for personal data, then switch
+    its link to it in one step; returns the version and the scan.
 
     ``windows/FIRST_LAST`` is a symbolic link to ``windows/.versions/FIRST_LAST.TOKEN``;
     replacing a link is atomic, so a reader, or a run killed at any moment, sees either
-    the old window or the new one, never a mixture.
+    the old window or the new one, never a mixture. A version holding personal data is
+    deleted unpublished (:class:`heatengine.pii.PersonalDataInOutputs`).
     """
     versions = window_dir.parent / VERSIONS_DIR
     versions.mkdir(parents=True, exist_ok=True)
@@ -281,13 +282,17 @@ def _publish_atomically(
     heatmaps.write(version)
     if render is not None:
         render(heatmaps, version)
+    scan = check_outputs(heatmaps.stats.pii_input or {"kinds": [], "columns": {}}, version)
+    if not scan["clean"]:
+        shutil.rmtree(version, ignore_errors=True)
+        raise PersonalDataInOutputs(scan)
     previous = window_dir.resolve() if window_dir.is_symlink() else None
     link = window_dir.parent / f".{window_dir.name}.{secrets.token_hex(6)}.link"
     link.symlink_to(Path(VERSIONS_DIR) / version.name)
     os.replace(link, window_dir)
     if previous is not None and previous != version.resolve():
         shutil.rmtree(previous, ignore_errors=True)
-    return version
+    return version, scan
 
 
 def _remove_leftovers(store: Path) -> None:

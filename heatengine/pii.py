@@ -1090,6 +1090,21 @@ def input_summary(report: PiiReport) -> dict[str, Any]:
     }
 
 
+class PersonalDataInOutputs(HeatengineError):
+    """Outputs about to be published hold personal data; they were not published.
+
+    ``scan`` is the :func:`check_outputs` result (kinds and places, never values).
+    """
+
+    def __init__(self, scan: dict[str, Any]) -> None:
+        self.scan = scan
+        where = ", ".join(scan["locations"])
+        super().__init__(
+            f"personal data found in outputs ({', '.join(scan['kinds'])}): {where}; "
+            "nothing was published"
+        )
+
+
 def check_outputs(summary: dict[str, Any], paths: PathLike | Iterable[PathLike]) -> dict[str, Any]:
     """Scan every written output and score it against the input's :func:`input_summary`.
 

@@ -58,8 +58,9 @@ def test_every_run_records_the_scan_and_finds_clean_outputs(taps_with_pii, tmp_p
     assert entry["pii_outputs"]["files_scanned"] > 3
 
 
-def test_personal_data_reaching_an_output_fails_the_run(taps_with_pii, tmp_path, capsys):
-    """A segment column of e-mail addresses puts them in layer names: the scan says so."""
+def test_personal_data_bound_for_an_output_is_not_published(taps_with_pii, tmp_path, capsys):
+    """A segment column of e-mail addresses would put them in layer names: the staged
+    store is scanned first, and nothing is written."""
     path, key = taps_with_pii
     store = tmp_path / "store"
     code = main(
@@ -68,9 +69,34 @@ def test_personal_data_reaching_an_output_fails_the_run(taps_with_pii, tmp_path,
     )  # fmt: skip
     assert code == PII_IN_OUTPUT
     captured = capsys.readouterr()
-    assert "personal data found in outputs (email)" in captured.err
-    assert "PERSONAL DATA FOUND: email" in captured.out
+    assert "personal data found in outputs (email): cells.parquet::" in captured.err
+    assert "nothing was published" in captured.err
     assert "example.org" not in captured.err
-    entry = json.loads((store / "audit.jsonl").read_text().splitlines()[-1])
-    assert entry["pii_outputs"]["clean"] is False
-    assert entry["pii_outputs"]["effectiveness"] < 1.0
+    assert not (store / "manifest.json").exists()
+    assert not (store / "cells.parquet").exists()
+    assert not list(tmp_path.glob(".heatengine-check-*"))
+
+
+def test_a_nightly_window_with_personal_data_is_not_published(taps_with_pii, tmp_path):
+    from datetime import UTC, date, datetime
+
+    from heatengine.config import AggregateConfig, GridSpec, PrivacyPolicy
+    from heatengine.nightly import run_nightly
+    from heatengine.pii import PersonalDataInOutputs
+    from heatengine.pseudonym import PseudonymKey
+
+    path, key = taps_with_pii
+    day = date(2026, 11, 29)
+    partition = tmp_path / "lake" / f"date={day}"
+    partition.mkdir(parents=True)
+    pl.read_parquet(path).write_parquet(partition / "part.parquet")
+    config = AggregateConfig(grid=GridSpec(2, 2), privacy=PrivacyPolicy(k=5), segments=("contact",))
+    store = tmp_path / "store"
+    with pytest.raises(PersonalDataInOutputs, match="nothing was published"):
+        run_nightly(
+            tmp_path / "lake", store, day, config=config, window=1,
+            key=PseudonymKey(key.read_bytes()), now=datetime(2026, 11, 30, 3, tzinfo=UTC),
+        )  # fmt: skip
+    windows = store / "windows"
+    assert not [p for p in windows.iterdir() if not p.name.startswith(".")]
+    assert not list((windows / ".versions").iterdir())
