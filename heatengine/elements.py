@@ -35,8 +35,14 @@ from numba import njit, prange
 
 from heatengine.config import NJIT_PARALLEL, GridSpec
 from heatengine.errors import HeatengineError, SchemaError
-from heatengine.kernels import chunk_bounds, distinct_users_per_group, published_user_groups
-from heatengine.partial import CHUNK_HISTOGRAM_BUDGET, Partial, default_chunks
+from heatengine.kernels import chunk_bounds, distinct_users_per_group
+from heatengine.partial import (
+    Partial,
+    affordable_chunks,
+    bucket_bits,
+    default_chunks,
+    users_per_layer,
+)
 
 __all__ = [
     "Engagement",
@@ -65,8 +71,6 @@ OUTPUT_COLUMNS = (
     "elements_suppressed",
 )
 #: About this many entries per group when counting distinct users (see kernels).
-USERS_PER_GROUP = 256
-MAX_BUCKET_BITS = 10
 _FORMS = (
     "screen, element and a rectangle: x0, y0, x1, y1 (normalised to [0, 1]) or "
     "left, top, width, height, viewport_width, viewport_height (pixels)"
@@ -635,7 +639,7 @@ def element_engagement(
     element_slot_taps(
         cell_taps, chosen, layer_row, layer_slot, layout.start, layout.members, slot_taps
     )
-    screen_users = _users_per_layer(partial, chosen, chunks)
+    screen_users = users_per_layer(partial, chosen, None, chunks)
     dead_cells = np.zeros((layers.height, cells), bool)
     dead_cells[chosen] = layout.dead[layer_screen[chosen]]
 
@@ -703,18 +707,6 @@ def _published(values: np.ndarray, publish: np.ndarray) -> pl.Series:
     )
 
 
-def _bucket_bits(entries: int, groups: int) -> int:
-    """Bucket bits giving about USERS_PER_GROUP entries per sorted group."""
-    per_group = entries // max(groups, 1) // USERS_PER_GROUP
-    return min(max(per_group, 1).bit_length() - 1, MAX_BUCKET_BITS)
-
-
-def _histogram_chunks(n_groups: int, chunks: int | None) -> int:
-    """Chunks for a counting sort over ``n_groups``, within the histogram budget."""
-    affordable = max(1, CHUNK_HISTOGRAM_BUDGET // (8 * (n_groups + 1)))
-    return max(1, min(chunks or default_chunks(), affordable))
-
-
 def _slot_users(
     partial: Partial,
     layer_row: np.ndarray,
@@ -735,7 +727,7 @@ def _slot_users(
     offsets = np.zeros(n_chunks + 1, np.int64)
     np.cumsum(totals, out=offsets[1:])
     entries = int(offsets[-1])
-    bits = _bucket_bits(entries, n_slots)
+    bits = bucket_bits(entries, n_slots)
     groups = np.empty(entries, np.int64)
     users = np.empty(entries, np.uint64)
     element_user_groups(
@@ -753,25 +745,6 @@ def _slot_users(
     )
     n_groups = n_slots << bits
     distinct = distinct_users_per_group(
-        groups, users, n_groups, _histogram_chunks(n_groups, chunks)
+        groups, users, n_groups, affordable_chunks(n_groups + 1, chunks)
     )
     return distinct.reshape(n_slots, 1 << bits).sum(axis=1)
-
-
-def _users_per_layer(partial: Partial, chosen: np.ndarray, chunks: int | None) -> np.ndarray:
-    """Exact distinct users anywhere on each chosen layer."""
-    if not chosen.size:
-        return np.zeros(0, np.int64)
-    layer_position = np.full(partial.layers.height, -1, np.int64)
-    layer_position[chosen] = np.arange(chosen.size)
-    everywhere = np.ones(partial.n_keys, bool)
-    bits = _bucket_bits(partial.keys.size, chosen.size)
-    groups = np.empty(partial.keys.size, np.int64)
-    published_user_groups(
-        partial.keys, partial.users, layer_position, everywhere, partial.grid.cells, bits, groups
-    )
-    n_groups = chosen.size << bits
-    distinct = distinct_users_per_group(
-        groups, partial.users, n_groups, _histogram_chunks(n_groups, chunks)
-    )
-    return distinct.reshape(chosen.size, 1 << bits).sum(axis=1)

@@ -20,8 +20,10 @@ from heatengine.config import GridSpec
 from heatengine.kernels import (
     cell_totals,
     count_contributions,
+    distinct_users_per_group,
     layer_cell_keys,
     merge_sorted_contributions,
+    published_user_groups,
 )
 
 
@@ -81,7 +83,40 @@ def _dense_keys(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, int, np.ndar
     return keys, n_keys, None
 
 
-def _affordable_chunks(n_keys: int, chunks: int | None) -> int:
+#: Distinct-user counts sort about this many entries per group (see bucket_bits).
+USERS_PER_GROUP = 256
+MAX_BUCKET_BITS = 10
+
+
+def bucket_bits(entries: int, groups: int) -> int:
+    """Hash-bucket bits that split ``groups`` into sets of about :data:`USERS_PER_GROUP`
+    entries (at most 2**10 buckets each), small enough to count in cache."""
+    per_group = entries // max(groups, 1) // USERS_PER_GROUP
+    return min(max(per_group, 1).bit_length() - 1, MAX_BUCKET_BITS)
+
+
+def users_per_layer(
+    partial: Partial, chosen: np.ndarray, in_cells: np.ndarray | None, chunks: int | None
+) -> np.ndarray:
+    """Exact distinct users of each chosen layer (rows of ``partial.layers``), counting
+    only contributions in keys where ``in_cells`` (bool per key) is true, or everywhere."""
+    if not len(chosen):
+        return np.zeros(0, np.int64)
+    layer_position = np.full(partial.layers.height, -1, np.int64)
+    layer_position[chosen] = np.arange(len(chosen))
+    mask = np.ones(partial.n_keys, bool) if in_cells is None else in_cells
+    bits = bucket_bits(partial.keys.size, len(chosen))
+    groups = np.empty(partial.keys.size, np.int64)
+    published_user_groups(
+        partial.keys, partial.users, layer_position, mask, partial.grid.cells, bits, groups
+    )
+    n_groups = len(chosen) << bits
+    chunks = affordable_chunks(n_groups + 1, chunks)
+    distinct = distinct_users_per_group(groups, partial.users, n_groups, chunks)
+    return distinct.reshape(len(chosen), 1 << bits).sum(axis=1)
+
+
+def affordable_chunks(n_keys: int, chunks: int | None) -> int:
     affordable = max(1, CHUNK_HISTOGRAM_BUDGET // (8 * max(n_keys, 1)))
     return max(1, min(chunks or default_chunks(), affordable))
 
@@ -98,7 +133,7 @@ def count(
     occur; the result is the same for any ``chunks``, which is reduced when the per-chunk
     histograms would exceed :data:`CHUNK_HISTOGRAM_BUDGET`."""
     keys, n_keys, occupied = _dense_keys(keys, n_keys)
-    chunks = _affordable_chunks(n_keys, chunks)
+    chunks = affordable_chunks(n_keys, chunks)
     return _restore(count_contributions(keys, users, n_keys, chunks), occupied)
 
 

@@ -28,9 +28,8 @@ from heatengine.elements import element_engagement
 from heatengine.errors import HeatengineError, QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
-from heatengine.kernels import distinct_users_per_group, published_user_groups
 from heatengine.layers import code_layers, distinct_codes, used_layers
-from heatengine.partial import Partial, default_chunks, merge_partials, partial_from_taps
+from heatengine.partial import Partial, merge_partials, partial_from_taps, users_per_layer
 from heatengine.pii import input_summary, scan_input
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
@@ -62,10 +61,8 @@ from heatengine.schema import (
 from heatengine.smooth import smooth_grids
 
 Progress = Callable[[str, float], None]
-USERS_PER_GROUP = 256
 #: Seed of the in-run hash that matches people across batches for consent coverage.
 COVERAGE_SEED = 0xC0FE
-MAX_BUCKET_BITS = 10
 
 
 def aggregate(
@@ -97,7 +94,8 @@ def aggregate(
     streaming
         Process input files one at a time, each into a partial, and merge the partials:
         memory is bounded by the largest file plus the merged partial, not by the input.
-        The result is identical to a run without streaming.
+        The result is identical to a run without streaming, except that rage-tap bursts
+        (``config.rage_taps``) are found within each file.
 
     Returns
     -------
@@ -729,19 +727,4 @@ def _published_users_per_layer(
     partial: Partial, published: np.ndarray, keep: np.ndarray, chunks: int | None
 ) -> np.ndarray:
     """Distinct users per kept layer, counting only users seen in a published cell."""
-    if not len(keep):
-        return np.zeros(0, np.int64)
-    cells = partial.grid.cells
-    published_key = _published_keys(partial, published, keep)
-    layer_position = np.full(partial.layers.height, -1, np.int64)
-    layer_position[keep] = np.arange(len(keep))
-    # About USERS_PER_GROUP entries per sorted group, at most 1024 groups per layer.
-    per_layer = partial.keys.size // max(len(keep), 1) // USERS_PER_GROUP
-    bits = min(max(per_layer, 1).bit_length() - 1, MAX_BUCKET_BITS)
-    groups = np.empty(partial.keys.size, np.int64)
-    published_user_groups(
-        partial.keys, partial.users, layer_position, published_key, cells, bits, groups
-    )
-    n_groups = len(keep) << bits
-    distinct = distinct_users_per_group(groups, partial.users, n_groups, chunks or default_chunks())
-    return distinct.reshape(len(keep), 1 << bits).sum(axis=1)
+    return users_per_layer(partial, keep, _published_keys(partial, published, keep), chunks)
