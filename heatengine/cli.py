@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
             "pseudonymised data is kept), merge the partials of the day's tumbling window "
             "and publish it to STORE/windows/FIRST_LAST/ (cells, grids, manifest, PNGs, "
             "index.html), and log the run in STORE/audit.jsonl. Safe to re-run. Rolling "
-            "(overlapping) windows are not offered: differences between consecutive windows "
-            "could reveal small groups of users."
+            "(overlapping) windows need --privacy dp: differences between consecutive "
+            "k-anonymous windows could reveal small groups of users."
         ),
     )
     nightly.add_argument("--input", required=True, type=Path, help="folder of date=... parts")
@@ -159,7 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     nightly.add_argument(
         "--date", required=True, type=_parse_day, help="the day to process (YYYY-MM-DD)"
     )
-    nightly.add_argument("--window", type=int, default=7, help="days per tumbling window")
+    nightly.add_argument("--window", type=int, default=7, help="days per window")
+    nightly.add_argument(
+        "--rolling",
+        action="store_true",
+        help="publish the --window days ending with --date every night (needs --privacy dp)",
+    )
     nightly.add_argument(
         "--log-format",
         choices=("text", "json"),
@@ -758,6 +763,7 @@ def run_nightly_command(args: argparse.Namespace) -> int:
         render=lambda heatmaps, folder: _render_all(heatmaps, folder / "png", args),
         builder=builder,
         budget=_budget_from(args, config),
+        rolling=args.rolling,
     )
     if client is not None:
         _close_client(client)

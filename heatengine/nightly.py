@@ -166,6 +166,7 @@ def run_nightly(
     render: Callable[[HeatmapSet, Path], object] | None = None,
     builder: Callable[..., tuple] | None = None,
     budget: BudgetPolicy | None = None,
+    rolling: bool = False,
 ) -> NightlyResult:
     """Aggregate one day into its partial and publish the day's window.
 
@@ -180,7 +181,7 @@ def run_nightly(
     config
         Grid, privacy and other options (``as_of`` is set per run).
     window
-        Days per tumbling window.
+        Days per window: tumbling (fixed, non-overlapping) by default.
     key
         Pseudonymisation key (default from ``HEATENGINE_KEY``); its epoch is stored with
         each partial and a window mixing epochs is refused.
@@ -196,7 +197,17 @@ def run_nightly(
         With ``config.dp``: the store's privacy budget. Every publication of a window is
         a release of its own (the window's data change as days arrive, and a rerun draws
         new noise), charged before it is written and refused when it would overspend.
+    rolling
+        Publish the ``window`` days ending with ``day`` (overlapping windows, one per
+        night). Only with ``config.dp``: differences of overlapping k-anonymous windows
+        could isolate a few users, while each DP release is charged to the budget.
     """
+    if rolling and (config is None or config.dp is None):
+        msg = (
+            "rolling windows need differential privacy (--privacy dp): differences of "
+            "overlapping k-anonymous windows could single out a few users"
+        )
+        raise HeatengineError(msg)
     if config is not None and config.dp is not None and budget is None:
         msg = "a differentially private nightly run needs the store's budget (budget=...)"
         raise HeatengineError(msg)
@@ -228,7 +239,9 @@ def run_nightly(
         partial, counts, _ = build(partition, day_config, as_of=day_end, key=key)
         save_day(store, day, partial, counts, config)
 
-        first, last = tumbling_window(day, window)
+        first, last = (
+            (day - timedelta(days=window - 1), day) if rolling else tumbling_window(day, window)
+        )
         days = tuple(d for d in stored_days(store) if first <= d <= last and d >= horizon)
         heatmaps = _publish_window(store, days, config, first, last)
         window_dir = store / WINDOWS_DIR / f"{first.isoformat()}_{last.isoformat()}"

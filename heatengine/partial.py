@@ -117,6 +117,7 @@ def users_per_layer(
 
 
 def affordable_chunks(n_keys: int, chunks: int | None) -> int:
+    """Chunks for a counting sort over ``n_keys``, within :data:`CHUNK_HISTOGRAM_BUDGET`."""
     affordable = max(1, CHUNK_HISTOGRAM_BUDGET // (8 * max(n_keys, 1)))
     return max(1, min(chunks or default_chunks(), affordable))
 

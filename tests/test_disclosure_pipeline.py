@@ -592,3 +592,30 @@ def test_dp_nightly_needs_a_budget(dp_lake, tmp_path):
     with pytest.raises(HeatengineError, match="needs the store's budget"):
         nightly(dp_lake, tmp_path, NIGHTS[0], at_noon(date(2026, 12, 3)), budget=None)
     assert not (tmp_path / "partials").exists()
+
+
+def test_dp_nightly_rolling_windows_overlap_and_each_is_charged(dp_lake, tmp_path):
+    store = tmp_path / "store"
+    budget = BudgetPolicy(epsilon=10.0, delta=1e-4, horizon_days=30)
+    results = [
+        nightly(dp_lake, store, day, at_noon(day + timedelta(days=1)), window=2,
+                rolling=True, budget=budget)
+        for day in NIGHTS
+    ]  # fmt: skip
+    assert [r.window for r in results] == [(day - timedelta(days=1), day) for day in NIGHTS]
+    assert [r.days_merged for r in results] == [
+        (NIGHTS[0],),
+        (NIGHTS[0], NIGHTS[1]),
+        (NIGHTS[1], NIGHTS[2]),
+    ]
+    assert [r.budget.epsilon_spent for r in results] == pytest.approx([1.0, 2.0, 3.0])
+    published = sorted(p.name for p in (store / "windows").iterdir() if not p.name.startswith("."))
+    assert len(published) == 3
+
+
+def test_rolling_windows_need_dp(dp_lake, tmp_path):
+    with pytest.raises(HeatengineError, match="rolling windows need differential privacy"):
+        nightly(
+            dp_lake, tmp_path / "store", NIGHTS[0], at_noon(NIGHTS[1]),
+            config=small_config(k=5), rolling=True, budget=None,
+        )  # fmt: skip
