@@ -86,7 +86,21 @@ def layer_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
         f"{row['users']:,} users in published cells · {row['cells']:,} cells",
         f"k = {heatmaps.config.privacy.k} · window {window}",
     )
-    return lines + element_caption(heatmaps, index)
+    return lines + element_caption(heatmaps, index) + metric_caption(heatmaps, index)
+
+
+def metric_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
+    """``rage taps 0.5% · consent coverage 88.4%`` where the run measured them."""
+    row = heatmaps.layers.row(index, named=True)
+    parts = []
+    if row.get("rage_tap_share") is not None:
+        parts.append(f"rage taps {row['rage_tap_share']:.1%}")
+    users = (heatmaps.stats.consent_coverage or {}).get("users") or {}
+    columns = heatmaps.config.layer_columns
+    for layer in users.get("layers", []):
+        if all(layer[c] == row[c] for c in columns) and layer["coverage"] is not None:
+            parts.append(f"consent coverage {layer['coverage']:.1%}")
+    return (" · ".join(parts),) if parts and heatmaps.view == "" else ()
 
 
 def element_caption(heatmaps: HeatmapSet, index: int) -> tuple[str, ...]:
