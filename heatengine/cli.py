@@ -371,7 +371,12 @@ def _add_privacy_options(parser: argparse.ArgumentParser) -> None:
         metavar="A,B",
         help="screens released whatever the data; others pass noisy partition selection",
     )
-    dp.add_argument("--noise", choices=("laplace", "gaussian"), default="laplace")
+    dp.add_argument(
+        "--noise",
+        choices=("laplace", "gaussian"),
+        default="laplace",
+        help="discrete Laplace (pure epsilon) or discrete Gaussian noise",
+    )
     dp.add_argument(
         "--budget-epsilon",
         type=float,
