@@ -649,7 +649,11 @@ def element_engagement(
     layer = chosen[position]
     slot = layer_slot[layer] + local
     table_row = layout.rows[layout.first[layer_screen[layer]] + local]
-    keep = (slot_users[slot] >= k) & (screen_users[position] >= k)
+    users = slot_users[slot]
+    # The users who did not tap an element are a group too: none, or at least k.
+    outside = screen_users[position] - users
+    keep = (users >= k) & (screen_users[position] >= k) & ((outside == 0) | (outside >= k))
+    keep = _without_small_nested_differences(keep, users, layer, table_row, table, partial, k)
     suppressed = counts - np.bincount(position[keep], minlength=chosen.size)
     element_rows = layers[layer[keep]].with_columns(
         element=table["element"].gather(table_row[keep]),
@@ -679,6 +683,37 @@ def element_engagement(
         "elements_suppressed",
     )
     return Engagement(element_rows, screens, int(suppressed.sum()), dead_cells)
+
+
+def _without_small_nested_differences(
+    keep: np.ndarray,
+    users: np.ndarray,
+    layer: np.ndarray,
+    table_row: np.ndarray,
+    table: pl.DataFrame,
+    partial: Partial,
+    k: int,
+) -> np.ndarray:
+    """Withhold the inner element of a nested pair whose difference is 1 to k - 1 users.
+
+    When every cell of element B lies in element A (a button inside a card), the users of
+    B are users of A, and ``users(A) - users(B)`` counts the users who tapped A but not
+    B: that group must be none or at least k, like any published group.
+    """
+    cells = element_cells(table, partial.grid).group_by("screen", "element").agg("cell")
+    sets = {(r["screen"], r["element"]): set(r["cell"]) for r in cells.iter_rows(named=True)}
+    names = table.select("screen", "element").rows()
+    keep = keep.copy()
+    entry = {(layer[i], table_row[i]): i for i in range(layer.size)}
+    for (lay, row_a), a in entry.items():
+        for row_b, (screen_b, name_b) in enumerate(names):
+            b = entry.get((lay, row_b))
+            if b is None or b == a or screen_b != names[row_a][0]:
+                continue
+            inner, outer = sets[(screen_b, name_b)], sets[names[row_a]]
+            if inner < outer and keep[a] and keep[b] and 0 < users[a] - users[b] < k:
+                keep[b] = False
+    return keep
 
 
 def _require_count(name: str, value: object) -> None:

@@ -70,7 +70,17 @@ def reference_engagement(taps, layers, elements, grid, cap, k):
         .agg(users=pl.col("user").n_unique().cast(pl.Int64), taps=pl.col("capped").sum())
         .join(screen_totals, on="layer")
         .filter((pl.col("users") >= k) & (pl.col("screen_users") >= k))
-    )
+        .filter((pl.col("screen_users") - pl.col("users")).is_in([0]) | (
+            pl.col("screen_users") - pl.col("users") >= k))
+        .join(layers.with_row_index("layer").cast({"layer": pl.Int64}), on="layer")
+    )  # fmt: skip
+    cells_of = {
+        (r["screen"], r["element"]): set(r["cell"])
+        for r in covers.group_by("screen", "element").agg("cell").iter_rows(named=True)
+    }
+    per_element = drop_small_nested_differences(
+        per_element, ["layer", "screen"], elements, cells_of, k
+    ).select("layer", "element", "users", "taps", "screen_users", "layer_taps")
     dead = (
         per_user_cell.join(covers, on=["screen", "cell"], how="anti")
         .group_by("layer")
@@ -113,6 +123,28 @@ def reference_engagement(taps, layers, elements, grid, cap, k):
         )
     )
     return element_rows, screens
+
+
+def drop_small_nested_differences(per_element, group, elements, cells_of, k):
+    """The nested-element rule, slowly: walking each layer's elements in table order, an
+    inner element (cells a strict subset of an outer one's) is dropped when both are
+    still shown and the outer has 1 to k - 1 more users."""
+    order = [tuple(r) for r in elements.select("screen", "element").rows()]
+    shown = {(tuple(r[c] for c in group), r["element"]): r["users"]
+             for r in per_element.iter_rows(named=True)}  # fmt: skip
+    dropped = set()
+    for layer in {key[0] for key in shown}:
+        screen = layer[0]
+        for outer in (e for s, e in order if s == screen):
+            for inner in (e for s, e in order if s == screen):
+                a, b = (layer, outer), (layer, inner)
+                if a not in shown or b not in shown or a in dropped or b in dropped:
+                    continue
+                nested = cells_of[(screen, inner)] < cells_of[(screen, outer)]
+                if nested and 0 < shown[a] - shown[b] < k:
+                    dropped.add(b)
+    keys = [(tuple(r[c] for c in group), r["element"]) for r in per_element.iter_rows(named=True)]
+    return per_element.filter(pl.Series([key not in dropped for key in keys], dtype=pl.Boolean))
 
 
 # --- Strategies ---------------------------------------------------------------------
@@ -312,13 +344,32 @@ def test_cells_on_an_element_edge_follow_the_centre():
 
 
 def test_a_suppressed_element_never_appears_and_is_counted():
-    rows = [(0.1, 0.5, u) for u in range(5)] + [(0.9, 0.5, 7), (0.9, 0.5, 8)]
-    elements = [("popular", 0.0, 0.0, 0.5, 1.0), ("rare", 0.5, 0.0, 1.0, 1.0)]
-    partial, table = one_screen(GridSpec(2, 1), rows, elements)
+    rows = [(0.1, 0.5, u) for u in range(5)] + [(0.5, 0.5, 7), (0.5, 0.5, 8), (0.9, 0.5, 9)]
+    elements = [("popular", 0.0, 0.0, 1 / 3, 1.0), ("rare", 1 / 3, 0.0, 2 / 3, 1.0)]
+    partial, table = one_screen(GridSpec(3, 1), rows, elements)
     result = element_engagement(partial, table, cap=5, k=3)
     assert result.elements["element"].to_list() == ["popular"]
     assert result.elements_suppressed == 1
-    assert result.screens.select("screen_users", "elements_suppressed").row(0) == (7, 1)
+    assert result.screens.select("screen_users", "elements_suppressed").row(0) == (8, 1)
+
+
+def test_an_element_almost_everyone_tapped_is_withheld():
+    """The users who did not tap it are a group of fewer than k: 5 of 7 is withheld."""
+    rows = [(0.1, 0.5, u) for u in range(5)] + [(0.9, 0.5, 7), (0.9, 0.5, 8)]
+    elements = [("popular", 0.0, 0.0, 0.5, 1.0)]
+    partial, table = one_screen(GridSpec(2, 1), rows, elements)
+    assert element_engagement(partial, table, cap=5, k=3).elements.height == 0
+    assert element_engagement(partial, table, cap=5, k=2).elements["users"].to_list() == [5]
+
+
+def test_a_nested_element_with_a_small_difference_is_withheld():
+    """A button inside a card: card users minus button users must be 0 or at least k."""
+    rows = [(0.1, 0.5, u) for u in range(6)] + [(0.4, 0.5, 6), (0.4, 0.5, 7)]
+    rows += [(0.9, 0.5, u) for u in range(10, 16)]
+    elements = [("card", 0.0, 0.0, 0.5, 1.0), ("button", 0.0, 0.0, 0.25, 1.0)]
+    partial, table = one_screen(GridSpec(4, 1), rows, elements)
+    result = element_engagement(partial, table, cap=5, k=3)
+    assert result.elements["element"].to_list() == ["card"]  # 8 - 6 = 2 < 3
 
 
 def test_an_element_nobody_tapped_is_suppressed_too():

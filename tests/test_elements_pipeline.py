@@ -152,8 +152,18 @@ def reference_tables(taps, elements, grid: GridSpec, k: int, cap: int):
         .agg(users=pl.col("user_id").n_unique().cast(pl.Int64), taps=pl.col("capped").sum())
         .join(layers, on=LAYER_COLUMNS, nulls_equal=True)
         .filter(pl.col("users") >= k)
+        .filter(
+            (pl.col("layer_users") == pl.col("users"))
+            | (pl.col("layer_users") - pl.col("users") >= k)
+        )
         .with_columns(engagement=pl.col("users") / pl.col("layer_users"))
     )
+    cells_of = {
+        (r["screen"], r["element"]): {(x, y) for x, y in zip(r["cx"], r["cy"], strict=True)}
+        for r in covers.group_by("screen", "element").agg("cx", "cy").iter_rows(named=True)
+    }
+    names = pl.DataFrame([e[:2] for e in elements], schema=["screen", "element"], orient="row")
+    per_element = drop_small_nested_differences(per_element, LAYER_COLUMNS, names, cells_of, k)
     dead = (
         published.join(covers, on=["screen", "cx", "cy"], how="anti")
         .group_by(LAYER_COLUMNS)
@@ -167,6 +177,28 @@ def reference_tables(taps, elements, grid: GridSpec, k: int, cap: int):
         .with_columns(dead_tap_share=pl.col("dead_taps") / pl.col("layer_taps"))
     )
     return per_element, per_layer, published
+
+
+def drop_small_nested_differences(per_element, group, elements, cells_of, k):
+    """The nested-element rule, slowly: walking each layer's elements in table order, an
+    inner element (cells a strict subset of an outer one's) is dropped when both are
+    still shown and the outer has 1 to k - 1 more users."""
+    order = [tuple(r) for r in elements.select("screen", "element").rows()]
+    shown = {(tuple(r[c] for c in group), r["element"]): r["users"]
+             for r in per_element.iter_rows(named=True)}  # fmt: skip
+    dropped = set()
+    for layer in {key[0] for key in shown}:
+        screen = layer[0]
+        for outer in (e for s, e in order if s == screen):
+            for inner in (e for s, e in order if s == screen):
+                a, b = (layer, outer), (layer, inner)
+                if a not in shown or b not in shown or a in dropped or b in dropped:
+                    continue
+                nested = cells_of[(screen, inner)] < cells_of[(screen, outer)]
+                if nested and 0 < shown[a] - shown[b] < k:
+                    dropped.add(b)
+    keys = [(tuple(r[c] for c in group), r["element"]) for r in per_element.iter_rows(named=True)]
+    return per_element.filter(pl.Series([key not in dropped for key in keys], dtype=pl.Boolean))
 
 
 def by_layer(frame: pl.DataFrame, *more: str) -> pl.DataFrame:
