@@ -70,3 +70,25 @@ def published_cells(
         .filter(pl.col("users") >= k)
         .sort(*layer_columns, "cy", "cx")
     )
+
+
+def drop_small_nested_differences(per_element, group, elements, cells_of, k):
+    """The nested-element rule, slowly: walking each layer's elements in table order, an
+    inner element (cells a strict subset of an outer one's) is dropped when both are
+    still shown and the outer has 1 to k - 1 more users."""
+    order = [tuple(r) for r in elements.select("screen", "element").rows()]
+    shown = {(tuple(r[c] for c in group), r["element"]): r["users"]
+             for r in per_element.iter_rows(named=True)}  # fmt: skip
+    dropped = set()
+    for layer in {key[0] for key in shown}:
+        screen = layer[0]
+        for outer in (e for s, e in order if s == screen):
+            for inner in (e for s, e in order if s == screen):
+                a, b = (layer, outer), (layer, inner)
+                if a not in shown or b not in shown or a in dropped or b in dropped:
+                    continue
+                nested = cells_of[(screen, inner)] < cells_of[(screen, outer)]
+                if nested and 0 < shown[a] - shown[b] < k:
+                    dropped.add(b)
+    keys = [(tuple(r[c] for c in group), r["element"]) for r in per_element.iter_rows(named=True)]
+    return per_element.filter(pl.Series([key not in dropped for key in keys], dtype=pl.Boolean))

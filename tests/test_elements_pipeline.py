@@ -32,6 +32,7 @@ from heatengine.schema import MISSING_SEGMENT
 from heatengine.smooth import TRUNCATE, smooth_grids
 from heatengine.store import read
 from heatengine.synthetic import generate_taps
+from tests import reference
 from tests.factory import KEY, taps_frame
 
 K = 5
@@ -163,7 +164,9 @@ def reference_tables(taps, elements, grid: GridSpec, k: int, cap: int):
         for r in covers.group_by("screen", "element").agg("cx", "cy").iter_rows(named=True)
     }
     names = pl.DataFrame([e[:2] for e in elements], schema=["screen", "element"], orient="row")
-    per_element = drop_small_nested_differences(per_element, LAYER_COLUMNS, names, cells_of, k)
+    per_element = reference.drop_small_nested_differences(
+        per_element, LAYER_COLUMNS, names, cells_of, k
+    )
     dead = (
         published.join(covers, on=["screen", "cx", "cy"], how="anti")
         .group_by(LAYER_COLUMNS)
@@ -177,28 +180,6 @@ def reference_tables(taps, elements, grid: GridSpec, k: int, cap: int):
         .with_columns(dead_tap_share=pl.col("dead_taps") / pl.col("layer_taps"))
     )
     return per_element, per_layer, published
-
-
-def drop_small_nested_differences(per_element, group, elements, cells_of, k):
-    """The nested-element rule, slowly: walking each layer's elements in table order, an
-    inner element (cells a strict subset of an outer one's) is dropped when both are
-    still shown and the outer has 1 to k - 1 more users."""
-    order = [tuple(r) for r in elements.select("screen", "element").rows()]
-    shown = {(tuple(r[c] for c in group), r["element"]): r["users"]
-             for r in per_element.iter_rows(named=True)}  # fmt: skip
-    dropped = set()
-    for layer in {key[0] for key in shown}:
-        screen = layer[0]
-        for outer in (e for s, e in order if s == screen):
-            for inner in (e for s, e in order if s == screen):
-                a, b = (layer, outer), (layer, inner)
-                if a not in shown or b not in shown or a in dropped or b in dropped:
-                    continue
-                nested = cells_of[(screen, inner)] < cells_of[(screen, outer)]
-                if nested and 0 < shown[a] - shown[b] < k:
-                    dropped.add(b)
-    keys = [(tuple(r[c] for c in group), r["element"]) for r in per_element.iter_rows(named=True)]
-    return per_element.filter(pl.Series([key not in dropped for key in keys], dtype=pl.Boolean))
 
 
 def by_layer(frame: pl.DataFrame, *more: str) -> pl.DataFrame:
