@@ -126,7 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument(
         "--streaming",
         action="store_true",
-        help="read the input files one at a time (memory bounded by the largest file)",
+        help="read the input files one at a time and spill their taps to disk by user "
+        "(memory bounded by the largest file, not the input)",
+    )
+    agg.add_argument(
+        "--spill-dir",
+        type=Path,
+        metavar="DIR",
+        help="where --streaming spills, about 40 bytes per tap (default: the system's "
+        "temporary folder)",
     )
     agg.add_argument("--png", type=Path, metavar="DIR", help="also render one PNG per layer")
     _add_render_options(agg)
@@ -623,6 +631,7 @@ def run_aggregate(args: argparse.Namespace) -> int:
             key=key,
             progress=_progress,
             streaming=args.streaming,
+            spill_dir=args.spill_dir,
         )
     else:
         from heatengine import distributed

@@ -350,3 +350,48 @@ def merge_sorted_contributions(
             out_k, out_u, out_t, starts[p], True,
         )  # fmt: skip
     return out_k, out_u, out_t
+
+
+@njit(**NJIT)
+def user_bucket(user: np.uint64, bits: int) -> np.int64:
+    """A user's bucket in ``[0, 2**bits)``: the top bits of the splitmix64 finaliser, so
+    integer tokens given as small or sequential numbers still spread evenly."""
+    z = user
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.int64(z >> np.uint64(64 - bits))
+
+
+@njit(**NJIT)
+def split_by_user_bucket(
+    keys: np.ndarray, users: np.ndarray, bits: int, out_keys: np.ndarray, out_users: np.ndarray
+) -> np.ndarray:
+    """Group taps by :func:`user_bucket`, stably: every user's taps land in one bucket.
+
+    The reordered ``keys`` and ``users`` go to the front of ``out_keys`` and
+    ``out_users`` (``out_keys`` may be a narrower integer type). Returns the start of
+    each bucket's rows (``2**bits + 1`` offsets, the last being the number of rows).
+    """
+    n_buckets = 1 << bits
+    starts = np.zeros(n_buckets + 1, np.int64)
+    for i in range(users.size):
+        starts[user_bucket(users[i], bits) + 1] += 1
+    for b in range(n_buckets):
+        starts[b + 1] += starts[b]
+    position = starts[:-1].copy()
+    for i in range(users.size):  # hashing twice is cheaper than storing the buckets
+        b = user_bucket(users[i], bits)
+        j = position[b]
+        out_keys[j] = keys[i]
+        out_users[j] = users[i]
+        position[b] = j + 1
+    return starts
+
+
+@njit(**NJIT_PARALLEL)
+def renumber_key_layers(keys: np.ndarray, layer_map: np.ndarray, cells: int) -> None:
+    """In place: move each key's layer ``l`` to ``layer_map[l]``, keeping its cell."""
+    for i in prange(keys.size):
+        layer = keys[i] // cells
+        keys[i] = layer_map[layer] * cells + (keys[i] - layer * cells)

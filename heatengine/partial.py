@@ -9,8 +9,9 @@ taps were split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -25,6 +26,9 @@ from heatengine.kernels import (
     merge_sorted_contributions,
     published_user_groups,
 )
+
+if TYPE_CHECKING:
+    from heatengine.spill import SpilledPartial
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,16 @@ class Partial:
         shape = (self.layers.height, self.grid.cells)
         return users.reshape(shape), taps.reshape(shape)
 
+    def user_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(keys, users)`` of disjoint sets of users (here, all at once): figures that
+        add across users are computed part by part (see
+        :class:`~heatengine.spill.SpilledPartial`)."""
+        yield self.keys, self.users
+
+    def whole(self, chunks: int | None = None) -> Partial:
+        """The partial as one contribution list (here, itself)."""
+        return self
+
 
 #: Above this many possible keys per row, keys are first renumbered densely, so memory
 #: follows the keys that occur rather than layers x cells (many sparse layers).
@@ -96,24 +110,32 @@ def bucket_bits(entries: int, groups: int) -> int:
 
 
 def users_per_layer(
-    partial: Partial, chosen: np.ndarray, in_cells: np.ndarray | None, chunks: int | None
+    partial: Partial | SpilledPartial,
+    chosen: np.ndarray,
+    in_cells: np.ndarray | None,
+    chunks: int | None,
 ) -> np.ndarray:
     """Exact distinct users of each chosen layer (rows of ``partial.layers``), counting
-    only contributions in keys where ``in_cells`` (bool per key) is true, or everywhere."""
+    only contributions in keys where ``in_cells`` (bool per key) is true, or everywhere.
+
+    Counted part by part (:meth:`Partial.user_pairs`): parts hold disjoint users, so
+    their counts add, and a (key, user) pair may repeat within a part."""
+    total = np.zeros(len(chosen), np.int64)
     if not len(chosen):
-        return np.zeros(0, np.int64)
+        return total
     layer_position = np.full(partial.layers.height, -1, np.int64)
     layer_position[chosen] = np.arange(len(chosen))
     mask = np.ones(partial.n_keys, bool) if in_cells is None else in_cells
-    bits = bucket_bits(partial.keys.size, len(chosen))
-    groups = np.empty(partial.keys.size, np.int64)
-    published_user_groups(
-        partial.keys, partial.users, layer_position, mask, partial.grid.cells, bits, groups
-    )
-    n_groups = len(chosen) << bits
-    chunks = affordable_chunks(n_groups + 1, chunks)
-    distinct = distinct_users_per_group(groups, partial.users, n_groups, chunks)
-    return distinct.reshape(len(chosen), 1 << bits).sum(axis=1)
+    for keys, users in partial.user_pairs():
+        bits = bucket_bits(keys.size, len(chosen))
+        groups = np.empty(keys.size, np.int64)
+        published_user_groups(keys, users, layer_position, mask, partial.grid.cells, bits, groups)
+        n_groups = len(chosen) << bits
+        distinct = distinct_users_per_group(
+            groups, users, n_groups, affordable_chunks(n_groups + 1, chunks)
+        )
+        total += distinct.reshape(len(chosen), 1 << bits).sum(axis=1)
+    return total
 
 
 def affordable_chunks(n_keys: int, chunks: int | None) -> int:
@@ -161,11 +183,25 @@ def partial_from_taps(
     chunks
         Parallel chunks (default: Numba's thread count); the result is the same for all.
     """
+    keys = cell_keys(grid, layers.height, layer, x, y, users)
+    return Partial(grid, layers, *count(keys, users, layers.height * grid.cells, chunks))
+
+
+def cell_keys(
+    grid: GridSpec,
+    n_layers: int,
+    layer: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    users: np.ndarray,
+) -> np.ndarray:
+    """Each tap's key, ``layer * grid.cells + cell``, after checking the arrays agree in
+    length, ``layer`` lies in ``[0, n_layers)`` and ``x``, ``y`` in ``[0, 1]``."""
     if not (layer.size == x.size == y.size == users.size):
         msg = "layer, x, y and users must have the same length"
         raise ValueError(msg)
-    if layer.size and (layer.min() < 0 or layer.max() >= layers.height):
-        msg = f"layer indices must lie in [0, {layers.height})"
+    if layer.size and (layer.min() < 0 or layer.max() >= n_layers):
+        msg = f"layer indices must lie in [0, {n_layers})"
         raise ValueError(msg)
     # min and max make no temporaries, and NaN fails both comparisons.
     if x.size and not (x.min() >= 0 and x.max() <= 1 and y.min() >= 0 and y.max() <= 1):
@@ -173,7 +209,7 @@ def partial_from_taps(
         raise ValueError(msg)
     keys = np.empty(x.size, np.int64)
     layer_cell_keys(layer, x, y, grid.columns, grid.rows, keys)
-    return Partial(grid, layers, *count(keys, users, layers.height * grid.cells, chunks))
+    return keys
 
 
 def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Partial:

@@ -6,10 +6,14 @@ read -> minimise -> types -> reasons (quarantine, consent, retention) -> pseudon
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -29,7 +33,7 @@ from heatengine.errors import HeatengineError, QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
 from heatengine.layers import code_layers, distinct_codes, used_layers
-from heatengine.partial import Partial, merge_partials, partial_from_taps, users_per_layer
+from heatengine.partial import Partial, partial_from_taps, users_per_layer
 from heatengine.pii import input_summary, scan_input
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
@@ -59,10 +63,21 @@ from heatengine.schema import (
     text_source_columns,
 )
 from heatengine.smooth import smooth_grids
+from heatengine.spill import SpilledPartial, UserSpill
 
 Progress = Callable[[str, float], None]
 #: Seed of the in-run hash that matches people across batches for consent coverage.
 COVERAGE_SEED = 0xC0FE
+#: A streaming run reads files in slices of at most this many rows, so its memory does
+#: not follow the size of the largest file (except with rage taps, found per file).
+STREAMING_BATCH_ROWS = 2**20
+
+
+def _row_slices(lf: pl.LazyFrame, rows: int) -> list[pl.LazyFrame]:
+    """``lf`` as consecutive slices of at most ``rows`` rows (Parquet row counts come
+    from the metadata; the slices are pushed down into the scan)."""
+    total = lf.select(pl.len()).collect().item()
+    return [lf.slice(start, rows) for start in range(0, total, rows)] or [lf]
 
 
 def aggregate(
@@ -73,6 +88,7 @@ def aggregate(
     chunks: int | None = None,
     progress: Progress | None = None,
     streaming: bool = False,
+    spill_dir: str | os.PathLike[str] | None = None,
 ) -> HeatmapSet:
     """Turn taps into private, smoothed per-layer heatmaps.
 
@@ -92,10 +108,17 @@ def aggregate(
     progress
         Called with ``(step, seconds)`` after each step, for logs and progress display.
     streaming
-        Process input files one at a time, each into a partial, and merge the partials:
-        memory is bounded by the largest file plus the merged partial, not by the input.
-        The result is identical to a run without streaming, except that rage-tap bursts
+        Process input files one at a time (large ones in slices of
+        :data:`STREAMING_BATCH_ROWS` rows), spilling their taps to disk grouped by
+        a hash of the user, then count the spilled taps a part of whole users at a time
+        (:mod:`heatengine.spill`): memory is bounded by one slice and one part, not by
+        the input. Dominance rules that can fire, true totals, elements and
+        differential privacy read every contribution at once and so load all parts. The
+        result is identical to a run without streaming, except that rage-tap bursts
         (``config.rage_taps``) are found within each file.
+    spill_dir
+        Where a streaming run spills (a temporary folder inside it, removed at the end;
+        default: the system's temporary folder). It takes about 40 bytes per tap.
 
     Returns
     -------
@@ -123,21 +146,36 @@ def aggregate(
     config = config or AggregateConfig()
     as_of = config.as_of or datetime.now(UTC)
     clock = _Clock(progress)
-    partial, counts, quarantine = build_partial(
-        source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, streaming=streaming
-    )
-    heatmaps = publish(partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine)
+    with _spill_folder(streaming, spill_dir) as spill:
+        partial, counts, quarantine = build_partial(
+            source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, spill=spill
+        )
+        heatmaps = publish(
+            partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine
+        )
     clock.lap("suppress and smooth")
     return heatmaps
 
 
+@contextmanager
+def _spill_folder(
+    streaming: bool, spill_dir: str | os.PathLike[str] | None
+) -> Iterator[Path | None]:
+    """A temporary folder for a streaming run's spill (``None`` without streaming)."""
+    if not streaming:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="heatengine-spill-", dir=spill_dir) as folder:
+        yield Path(folder)
+
+
 def build_partial(
     source: Sources, config: AggregateConfig, *, as_of: datetime, **options: Any
-) -> tuple[Partial, RowCounts, pl.DataFrame]:
+) -> tuple[Partial | SpilledPartial, RowCounts, pl.DataFrame]:
     """Read, validate and bin: the mergeable partial, row counts and quarantined rows.
 
     ``options`` are those of :func:`build_piece` (``key``, ``chunks``, ``clock``,
-    ``streaming``).
+    ``spill``).
     """
     partial, counts, quarantine, coverage = build_piece(source, config, as_of=as_of, **options)
     return partial, with_coverage(counts, coverage, config), quarantine
@@ -162,18 +200,25 @@ def build_piece(
     key: PseudonymKey | None = None,
     chunks: int | None = None,
     clock: _Clock | None = None,
-    streaming: bool = False,
-) -> tuple[Partial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
+    spill: Path | None = None,
+) -> tuple[Partial | SpilledPartial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
     """:func:`build_partial` with the consent-coverage pairs not yet summarised, so the
-    pieces of several workers can be combined exactly first."""
+    pieces of several workers can be combined exactly first.
+
+    With ``spill`` (a folder), input files are read one at a time and their taps
+    spilled there (:class:`~heatengine.spill.UserSpill`); otherwise they are read as one.
+    """
     clock = clock or _Clock(None)
     # Personal data in any column, dropped ones included, on a sample: for the record.
     pii_input = input_summary(scan_input(source))
     batches = scan_batches(source, text_source_columns(config))
-    if not streaming and len(batches) > 1:
+    spiller = None if spill is None else UserSpill(config.grid, spill)
+    if spiller is None and len(batches) > 1:
         batches = [pl.concat(batches, how="vertical")]
+    elif spiller is not None and config.rage_taps is None:  # bursts are found per file
+        batches = [piece for lf in batches for piece in _row_slices(lf, STREAMING_BATCH_ROWS)]
     reasons = dict.fromkeys(REASON_CODES, 0)
-    quarantines, parts = [], []
+    quarantines = []
     rows_in = rows_eligible = 0
     screens_renamed: set[int] = set()  # a name renamed in two files counts once
     coverage: dict[str, list[CoveragePairs]] = {}
@@ -184,7 +229,7 @@ def build_piece(
             if key is None:
                 raise missing_key_error()
         batch = _label(lf.collect(), columns, config, as_of)
-        if not streaming:
+        if spiller is None:
             clock.lap("read and validate")
         for reason, n in batch.reasons.items():
             reasons[reason] += n
@@ -194,14 +239,16 @@ def build_piece(
         screens_renamed |= batch.screens_renamed
         for what, pairs in (batch.coverage or {}).items():
             coverage.setdefault(what, []).append(pairs)
-        parts.append(_build_partial(batch, columns, config, key, chunks))
+        taps = _binning_inputs(batch, columns, config, key)
         del batch
-        # Merge while the partial below is no larger: sizes then shrink geometrically up
-        # the stack, so few partials are held and each entry is merged O(log files) times.
-        while len(parts) > 1 and parts[-2].keys.size <= parts[-1].keys.size:
-            parts[-2:] = [merge_partials(parts[-2:], chunks)]
-        clock.lap(f"file {number}/{len(batches)}" if streaming else "bin")
-    partial = parts[0] if len(parts) == 1 else merge_partials(parts, chunks)
+        if spiller is None:
+            partial = partial_from_taps(config.grid, *taps, chunks)
+            clock.lap("bin")
+        else:
+            spiller.add(*taps)
+            clock.lap(f"batch {number}/{len(batches)}")
+    if spiller is not None:
+        partial = spiller.finish(list(config.layer_columns), chunks)
     counts = RowCounts(
         rows_in=rows_in,
         rows_eligible=rows_eligible,
@@ -218,7 +265,7 @@ def build_piece(
 
 
 def publish(
-    partial: Partial,
+    partial: Partial | SpilledPartial,
     counts: RowCounts,
     config: AggregateConfig,
     *,
@@ -445,13 +492,10 @@ def _user_tokens(batch: _Batch, columns: ResolvedColumns, key: PseudonymKey | No
     return tokens[batch.eligible[USER_CODE].to_numpy()]
 
 
-def _build_partial(
-    batch: _Batch,
-    columns: ResolvedColumns,
-    config: AggregateConfig,
-    key: PseudonymKey | None,
-    chunks: int | None,
-) -> Partial:
+def _binning_inputs(
+    batch: _Batch, columns: ResolvedColumns, config: AggregateConfig, key: PseudonymKey | None
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Layer rows, and per tap its layer, ``x``, ``y`` and user token, rage taps added."""
     eligible = batch.eligible
     layer = eligible[LAYER].to_numpy()
     x, y = eligible["x"].to_numpy(), eligible["y"].to_numpy()
@@ -462,7 +506,7 @@ def _build_partial(
             layers, layer, x, y, tokens, eligible["ts"], config
         )
     layers, layer = used_layers(layers, layer)
-    return partial_from_taps(config.grid, layers, layer, x, y, tokens, chunks)
+    return layers, layer, x, y, tokens
 
 
 def _with_rage_layers(
@@ -509,18 +553,20 @@ class _Published(NamedTuple):
     dead_cells: np.ndarray | None = None
 
 
-def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _Published:
+def _publish(
+    partial: Partial | SpilledPartial, config: AggregateConfig, chunks: int | None
+) -> _Published:
     """Suppress, smooth and tabulate a fully merged partial.
 
     Everything returned is derived from the suppressed counts, except the true layer
     totals asked for with ``privacy.true_totals``, which secondary suppression protects.
     """
     if config.dp is not None:
-        return _publish_dp(partial, config)
+        return _publish_dp(partial.whole(chunks), config)
     grid = config.grid
     users, taps = partial.cell_totals(config.privacy.max_taps_per_user_cell)
     true_layer_taps = taps.sum(axis=1)
-    hidden, rules = _hidden_by_other_rules(partial, users, taps, config)
+    hidden, rules = _hidden_by_other_rules(partial, users, taps, config, chunks)
     users, taps, layer_published, suppression = suppress_sparse_cells(
         users, taps, config.privacy.k, hidden
     )
@@ -556,7 +602,9 @@ def _publish(partial: Partial, config: AggregateConfig, chunks: int | None) -> _
         layers = _with_rage_share(layers, config)
     if not config.elements:
         return _Published(layers, cells, grids, suppression)
-    elements, per_layer, dead = _element_tables(partial, users > 0, keep, config, chunks)
+    elements, per_layer, dead = _element_tables(
+        partial.whole(chunks), users > 0, keep, config, chunks
+    )
     layers = layers.join(
         per_layer, on=list(config.layer_columns), how="left", nulls_equal=True,
         maintain_order="left",
@@ -610,7 +658,9 @@ def _element_tables(
     return engagement.elements, per_layer, engagement.dead_cells[keep]
 
 
-def _published_keys(partial: Partial, published: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def _published_keys(
+    partial: Partial | SpilledPartial, published: np.ndarray, keep: np.ndarray
+) -> np.ndarray:
     """Boolean per possible key: the cell is published (``published`` rows are ``keep``)."""
     mask = np.zeros(partial.n_keys, bool)
     mask.reshape(partial.layers.height, partial.grid.cells)[keep] = published
@@ -701,7 +751,11 @@ def _cells_table(
 
 
 def _hidden_by_other_rules(
-    partial: Partial, users: np.ndarray, taps: np.ndarray, config: AggregateConfig
+    partial: Partial | SpilledPartial,
+    users: np.ndarray,
+    taps: np.ndarray,
+    config: AggregateConfig,
+    chunks: int | None,
 ) -> tuple[np.ndarray, DisclosureStats]:
     """Cells hidden by dominance rules and, with true totals, by secondary suppression."""
     privacy = config.privacy
@@ -709,7 +763,10 @@ def _hidden_by_other_rules(
     nonempty = users > 0
     below_k = nonempty & (users < privacy.k)
     p_unsafe = nk_unsafe = np.zeros(users.shape, bool)
-    if dominance_possible_from_k(rule, cap, privacy.k):
+    dominance = dominance_possible_from_k(rule, cap, privacy.k)
+    if dominance or privacy.true_totals:  # these read every contribution at once
+        partial = partial.whole(chunks)
+    if dominance:
         p_unsafe, nk_unsafe = (
             mask.reshape(users.shape)
             for mask in dominance_unsafe(partial.keys, partial.taps, cap, partial.n_keys, rule)
@@ -724,7 +781,7 @@ def _hidden_by_other_rules(
 
 
 def _published_users_per_layer(
-    partial: Partial, published: np.ndarray, keep: np.ndarray, chunks: int | None
+    partial: Partial | SpilledPartial, published: np.ndarray, keep: np.ndarray, chunks: int | None
 ) -> np.ndarray:
     """Distinct users per kept layer, counting only users seen in a published cell."""
     return users_per_layer(partial, keep, _published_keys(partial, published, keep), chunks)

@@ -177,4 +177,4 @@ def test_streaming_many_files_merges_in_rounds(tmp_path, demo_taps):
         tmp_path, demo_config(), key=KEY, streaming=True, progress=lambda s, _: laps.append(s)
     )
     assert_same(aggregate(demo_taps, demo_config(), key=KEY), streamed)
-    assert "file 16/16" in laps
+    assert "batch 16/16" in laps

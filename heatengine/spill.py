@@ -1,0 +1,238 @@
+"""Streaming past memory: taps spilled to disk, split by user, counted one part at a time.
+
+An exact partial holds one entry per distinct (layer, cell, user), and with many users
+that is about one entry per tap, so it grows with the input. Every figure heatengine
+publishes under k-anonymity adds up across *disjoint sets of users*: distinct users and
+capped taps per cell, distinct users per layer. So a streaming run writes each batch's
+taps to disk grouped into ``2**BUCKET_BITS`` buckets by a hash of the user, and later
+reads a run of buckets at a time: every user's taps, from every batch, are in one part,
+and memory is bounded by one part (:data:`PART_TAPS`) rather than by the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+from heatengine.config import GridSpec
+from heatengine.kernels import renumber_key_layers, split_by_user_bucket
+from heatengine.partial import Partial, cell_keys, count, merge_partials
+
+#: Users are hashed into 2**BUCKET_BITS buckets; a part is a run of whole buckets.
+BUCKET_BITS = 10
+#: Taps read and counted at once (about 60 bytes each while counting): a part's size,
+#: unless a single bucket is larger (beyond about 2**32 taps in all).
+PART_TAPS = 4 * 2**20
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+class _Batch(NamedTuple):
+    """One spilled batch: ``stem.keys`` and ``stem.users``, bucket by bucket."""
+
+    stem: Path
+    starts: np.ndarray  # where each bucket's rows start, plus the number of rows
+    key_type: np.dtype
+
+
+def _buffer(buffer: np.ndarray | None, size: int, dtype: type[np.generic]) -> np.ndarray:
+    """``buffer`` if it holds ``size`` values of ``dtype``, else a new one: reused
+    memory costs no page faults."""
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        return np.empty(size, dtype)
+    return buffer
+
+
+class SpilledPartial:
+    """A partial kept on disk as spilled taps, read as parts of disjoint users.
+
+    It answers what :class:`~heatengine.partial.Partial` answers (``cell_totals``,
+    ``user_pairs``, ``user_parts``, ``whole``), holding one part in memory at a time.
+    Made by :meth:`UserSpill.finish`; the files live as long as the spill folder.
+
+    Attributes
+    ----------
+    grid, layers
+        As for :class:`~heatengine.partial.Partial`; every part uses this numbering.
+    """
+
+    def __init__(
+        self,
+        grid: GridSpec,
+        layers: pl.DataFrame,
+        batches: list[_Batch],
+        layer_order: np.ndarray,
+        chunks: int | None,
+    ) -> None:
+        self.grid = grid
+        self.layers = layers
+        self._batches = batches
+        self._layer_order = layer_order  # spill numbering -> position in ``layers``
+        self._chunks = chunks
+        self._runs = _bucket_runs(batches)
+        self._totals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._keys: np.ndarray | None = None  # read buffers, reused part after part
+        self._users: np.ndarray | None = None
+
+    @property
+    def n_keys(self) -> int:
+        """Number of possible keys: layers times cells."""
+        return self.layers.height * self.grid.cells
+
+    @property
+    def n_parts(self) -> int:
+        """Number of parts (runs of buckets) the taps are read in."""
+        return len(self._runs)
+
+    def user_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each part's taps as ``(keys, users)``, one entry per tap (pairs repeat), in
+        buffers that the next part overwrites."""
+        largest = max((_run_size(self._batches, *run) for run in self._runs), default=0)
+        self._keys = _buffer(self._keys, largest, np.int64)
+        self._users = _buffer(self._users, largest, np.uint64)
+        for first, stop in self._runs:
+            keys, users = _read_buckets(self._batches, first, stop, self._keys, self._users)
+            renumber_key_layers(keys, self._layer_order, self.grid.cells)
+            yield keys, users
+
+    def user_parts(self) -> Iterator[Partial]:
+        """Each part counted into a :class:`~heatengine.partial.Partial`."""
+        for keys, users in self.user_pairs():
+            yield Partial(self.grid, self.layers, *count(keys, users, self.n_keys, self._chunks))
+
+    def cell_totals(self, cap: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct users and capped taps per (layer, cell), summed over the parts
+        (computed once per cap)."""
+        if cap not in self._totals:
+            shape = (self.layers.height, self.grid.cells)
+            users, taps = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+            for part in self.user_parts():
+                part_users, part_taps = part.cell_totals(cap)
+                users += part_users
+                taps += part_taps
+            self._totals[cap] = users, taps
+        users, taps = self._totals[cap]
+        return users.copy(), taps.copy()
+
+    def whole(self, chunks: int | None = None) -> Partial:
+        """All parts merged into one in-memory partial, for the steps that need every
+        contribution at once (dominance rules, secondary suppression, elements, DP)."""
+        parts = list(self.user_parts())  # counting makes new arrays, not buffer views
+        return merge_partials(parts, chunks) if parts else self._empty()
+
+    def _empty(self) -> Partial:
+        return Partial(
+            self.grid, self.layers, np.zeros(0, np.int64), np.zeros(0, np.uint64),
+            np.zeros(0, np.int64),
+        )  # fmt: skip
+
+
+class UserSpill:
+    """Taps written to ``directory`` batch by batch, grouped by user bucket.
+
+    Layers are numbered in order of first appearance while spilling, and renumbered in
+    sorted order when the spill is read (:meth:`finish`).
+    """
+
+    def __init__(self, grid: GridSpec, directory: Path) -> None:
+        self.grid = grid
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._layers: pl.DataFrame | None = None  # every layer seen, in first-seen order
+        self._batches: list[_Batch] = []
+        self._keys_out: np.ndarray | None = None  # write buffers, reused batch after batch
+        self._users_out: np.ndarray | None = None
+
+    def add(
+        self,
+        layers: pl.DataFrame,
+        layer: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        users: np.ndarray,
+    ) -> None:
+        """Spill one batch of validated taps (arguments as for
+        :func:`~heatengine.partial.partial_from_taps`)."""
+        numbering = self._spill_numbering(layers)
+        keys = cell_keys(self.grid, layers.height, layer, x, y, users)
+        renumber_key_layers(keys, numbering, self.grid.cells)
+        # int32 keys when every key of the spill so far fits: a third less to write.
+        fits = self._layers.height * self.grid.cells - 1 <= _INT32_MAX
+        key_type = np.int32 if fits else np.int64
+        self._keys_out = _buffer(self._keys_out, keys.size, key_type)
+        self._users_out = _buffer(self._users_out, users.size, np.uint64)
+        starts = split_by_user_bucket(keys, users, BUCKET_BITS, self._keys_out, self._users_out)
+        stem = self.directory / f"batch-{len(self._batches):06d}"
+        self._keys_out[: keys.size].tofile(stem.with_suffix(".keys"))
+        self._users_out[: users.size].tofile(stem.with_suffix(".users"))
+        self._batches.append(_Batch(stem, starts, np.dtype(key_type)))
+
+    def _spill_numbering(self, layers: pl.DataFrame) -> np.ndarray:
+        """Each of ``layers``' rows' number in the spill, new rows numbered after the rest."""
+        columns = layers.columns
+        known = layers.clear() if self._layers is None else self._layers
+        new = layers.join(known, on=columns, how="anti", nulls_equal=True)
+        self._layers = pl.concat([known, new], how="vertical")
+        numbered = self._layers.with_row_index("spilled")
+        joined = layers.join(
+            numbered, on=columns, how="left", nulls_equal=True, maintain_order="left"
+        )
+        return joined["spilled"].to_numpy().astype(np.int64)
+
+    def finish(self, layer_columns: list[str], chunks: int | None = None) -> SpilledPartial:
+        """The spill as a :class:`SpilledPartial`, layers sorted.
+
+        ``layer_columns`` names the layer columns, for a run that spilled no batch.
+        """
+        spilled = self._layers
+        if spilled is None:
+            spilled = pl.DataFrame(schema=dict.fromkeys(layer_columns, pl.String))
+        layers = spilled.sort(spilled.columns)
+        order = (
+            spilled.with_row_index("spilled")
+            .join(layers.with_row_index("sorted"), on=layers.columns, nulls_equal=True)
+            .sort("spilled")["sorted"]
+            .to_numpy()
+            .astype(np.int64)
+        )
+        return SpilledPartial(self.grid, layers, self._batches, order, chunks)
+
+
+def _run_size(batches: list[_Batch], first: int, stop: int) -> int:
+    return sum(int(batch.starts[stop] - batch.starts[first]) for batch in batches)
+
+
+def _bucket_runs(batches: list[_Batch]) -> list[tuple[int, int]]:
+    """Runs of consecutive buckets of at most :data:`PART_TAPS` taps (one bucket at
+    least), together covering every bucket with taps."""
+    sizes = sum((np.diff(b.starts) for b in batches), np.zeros(1 << BUCKET_BITS, np.int64))
+    runs, first, taps = [], 0, 0
+    for bucket, size in enumerate(sizes.tolist()):
+        if taps and taps + size > PART_TAPS:
+            runs.append((first, bucket))
+            first, taps = bucket, 0
+        taps += size
+    if taps:
+        runs.append((first, sizes.size))
+    return runs
+
+
+def _read_buckets(
+    batches: list[_Batch], first: int, stop: int, keys: np.ndarray, users: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The spilled keys and users of buckets ``first`` to ``stop - 1`` of every batch,
+    read into the front of the buffers ``keys`` (int64) and ``users``."""
+    at = 0
+    for stem, starts, key_type in batches:
+        offset, size = int(starts[first]), int(starts[stop] - starts[first])
+        keys[at : at + size] = np.fromfile(
+            stem.with_suffix(".keys"), key_type, size, offset=offset * key_type.itemsize
+        )
+        with open(stem.with_suffix(".users"), "rb") as handle:
+            handle.seek(offset * 8)
+            handle.readinto(memoryview(users[at : at + size]).cast("B"))
+        at += size
+    return keys[:at], users[:at]
