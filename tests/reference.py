@@ -93,7 +93,7 @@ def drop_small_nested_differences(per_element, group, elements, cells_of, k):
              for r in per_element.iter_rows(named=True)}  # fmt: skip
     dropped = set()
     for layer in {key[0] for key in shown}:
-        screen = layer[0]
+        screen = layer[group.index("screen")]
         for outer in (e for s, e in order if s == screen):
             for inner in (e for s, e in order if s == screen):
                 a, b = (layer, outer), (layer, inner)
