@@ -136,6 +136,43 @@ def count_contributions(
     return out_keys, out_users, out_taps
 
 
+@njit(**NJIT_PARALLEL)
+def tap_cell_totals(
+    keys: np.ndarray,
+    users: np.ndarray,
+    n_keys: int,
+    cap: int,
+    n_chunks: int,
+    users_out: np.ndarray,
+    taps_out: np.ndarray,
+) -> None:
+    """Distinct users and capped taps per key straight from one row per tap.
+
+    The same figures as :func:`count_contributions` followed by :func:`cell_totals`,
+    without writing the contribution list: each key's users are grouped, sorted and
+    run-length counted in place. ``users_out`` and ``taps_out`` (int64, length
+    ``n_keys``) are *added to*, so disjoint sets of users accumulate.
+    """
+    key_start, slots = _slots_by_key(keys, n_keys, n_chunks)
+    grouped = np.empty(keys.size, users.dtype)
+    for i in prange(keys.size):
+        grouped[slots[i]] = users[i]
+    for k in prange(n_keys):
+        start, stop = key_start[k], key_start[k + 1]
+        if start == stop:
+            continue
+        grouped[start:stop].sort()
+        distinct, capped, run = 0, 0, 0
+        for i in range(start, stop):
+            if i > start and grouped[i] != grouped[i - 1]:
+                distinct += 1
+                capped += min(run, cap)
+                run = 0
+            run += 1
+        users_out[k] += distinct + 1
+        taps_out[k] += capped + min(run, cap)
+
+
 @njit(**NJIT)
 def cell_totals(
     keys: np.ndarray, taps: np.ndarray, cap: int, users_out: np.ndarray, taps_out: np.ndarray

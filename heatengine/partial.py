@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -25,10 +24,8 @@ from heatengine.kernels import (
     layer_cell_keys,
     merge_sorted_contributions,
     published_user_groups,
+    tap_cell_totals,
 )
-
-if TYPE_CHECKING:
-    from heatengine.spill import SpilledPartial
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,66 @@ class Partial:
         return self
 
 
+class TapPartial:
+    """Taps not yet counted into a contribution list: ``(keys, users)``, one row per
+    tap, as parts of disjoint users.
+
+    It answers what :class:`Partial` answers without the list where it can: cell
+    totals and users per layer add across parts of disjoint users, and come straight
+    from the taps (:func:`tap_totals`). :meth:`whole` counts the list for the steps
+    that need it. Here the taps are one part in memory;
+    :class:`~heatengine.spill.SpilledPartial` reads them from disk.
+
+    Attributes
+    ----------
+    grid, layers
+        As for :class:`Partial`.
+    """
+
+    def __init__(
+        self,
+        grid: GridSpec,
+        layers: pl.DataFrame,
+        keys: np.ndarray | None = None,
+        users: np.ndarray | None = None,
+        chunks: int | None = None,
+    ) -> None:
+        self.grid = grid
+        self.layers = layers
+        self._keys = np.zeros(0, np.int64) if keys is None else keys
+        self._users = np.zeros(0, np.uint64) if users is None else users
+        self._chunks = chunks
+
+    @property
+    def n_keys(self) -> int:
+        """Number of possible keys: layers times cells."""
+        return self.layers.height * self.grid.cells
+
+    def user_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Each part's ``(keys, users)``, one entry per tap (pairs repeat)."""
+        yield self._keys, self._users
+
+    def cell_totals(self, cap: int) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct users and capped taps per (layer, cell), summed over the parts."""
+        users, taps = np.zeros(self.n_keys, np.int64), np.zeros(self.n_keys, np.int64)
+        for keys, part_users in self.user_pairs():
+            tap_totals(keys, part_users, self.n_keys, cap, self._chunks, users, taps)
+        shape = (self.layers.height, self.grid.cells)
+        return users.reshape(shape), taps.reshape(shape)
+
+    def whole(self, chunks: int | None = None) -> Partial:
+        """The taps counted into one in-memory :class:`Partial`, part by part, merged."""
+        chunks = chunks or self._chunks
+        parts = [
+            Partial(self.grid, self.layers, *count(keys, users, self.n_keys, chunks))
+            for keys, users in self.user_pairs()
+        ]
+        if not parts:
+            empty = (np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
+            return Partial(self.grid, self.layers, *empty)
+        return parts[0] if len(parts) == 1 else merge_partials(parts, chunks)
+
+
 #: Above this many possible keys per row, keys are first renumbered densely, so memory
 #: follows the keys that occur rather than layers x cells (many sparse layers).
 SPARSE_KEYS_PER_ROW = 4
@@ -110,7 +167,7 @@ def bucket_bits(entries: int, groups: int) -> int:
 
 
 def users_per_layer(
-    partial: Partial | SpilledPartial,
+    partial: Partial | TapPartial,
     chosen: np.ndarray,
     in_cells: np.ndarray | None,
     chunks: int | None,
@@ -158,6 +215,28 @@ def count(
     keys, n_keys, occupied = _dense_keys(keys, n_keys)
     chunks = affordable_chunks(n_keys, chunks)
     return _restore(count_contributions(keys, users, n_keys, chunks), occupied)
+
+
+def tap_totals(
+    keys: np.ndarray,
+    users: np.ndarray,
+    n_keys: int,
+    cap: int,
+    chunks: int | None,
+    users_out: np.ndarray,
+    taps_out: np.ndarray,
+) -> None:
+    """:func:`~heatengine.kernels.tap_cell_totals` (added to ``users_out`` and
+    ``taps_out``), with memory bounded by the keys that occur, as :func:`count`."""
+    dense, n_dense, occupied = _dense_keys(keys, n_keys)
+    chunks = affordable_chunks(n_dense, chunks)
+    if occupied is None:
+        tap_cell_totals(keys, users, n_keys, cap, chunks, users_out, taps_out)
+        return
+    part_users, part_taps = np.zeros(n_dense, np.int64), np.zeros(n_dense, np.int64)
+    tap_cell_totals(dense, users, n_dense, cap, chunks, part_users, part_taps)
+    users_out[occupied] += part_users
+    taps_out[occupied] += part_taps
 
 
 def partial_from_taps(

@@ -33,7 +33,7 @@ from heatengine.errors import HeatengineError, QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches
 from heatengine.layers import code_layers, distinct_codes, used_layers
-from heatengine.partial import Partial, partial_from_taps, users_per_layer
+from heatengine.partial import Partial, TapPartial, cell_keys, partial_from_taps, users_per_layer
 from heatengine.pii import input_summary, scan_input
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
@@ -63,7 +63,7 @@ from heatengine.schema import (
     text_source_columns,
 )
 from heatengine.smooth import smooth_grids
-from heatengine.spill import SpilledPartial, UserSpill
+from heatengine.spill import UserSpill
 
 Progress = Callable[[str, float], None]
 #: Seed of the in-run hash that matches people across batches for consent coverage.
@@ -148,8 +148,9 @@ def aggregate(
     clock = _Clock(progress)
     with _spill_folder(streaming, spill_dir) as spill:
         partial, counts, quarantine = build_partial(
-            source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, spill=spill
-        )
+            source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, spill=spill,
+            count_taps=False,
+        )  # fmt: skip
         heatmaps = publish(
             partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine
         )
@@ -171,11 +172,11 @@ def _spill_folder(
 
 def build_partial(
     source: Sources, config: AggregateConfig, *, as_of: datetime, **options: Any
-) -> tuple[Partial | SpilledPartial, RowCounts, pl.DataFrame]:
+) -> tuple[Partial | TapPartial, RowCounts, pl.DataFrame]:
     """Read, validate and bin: the mergeable partial, row counts and quarantined rows.
 
     ``options`` are those of :func:`build_piece` (``key``, ``chunks``, ``clock``,
-    ``spill``).
+    ``spill``, ``count_taps``).
     """
     partial, counts, quarantine, coverage = build_piece(source, config, as_of=as_of, **options)
     return partial, with_coverage(counts, coverage, config), quarantine
@@ -201,12 +202,16 @@ def build_piece(
     chunks: int | None = None,
     clock: _Clock | None = None,
     spill: Path | None = None,
-) -> tuple[Partial | SpilledPartial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
+    count_taps: bool = True,
+) -> tuple[Partial | TapPartial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
     """:func:`build_partial` with the consent-coverage pairs not yet summarised, so the
     pieces of several workers can be combined exactly first.
 
     With ``spill`` (a folder), input files are read one at a time and their taps
-    spilled there (:class:`~heatengine.spill.UserSpill`); otherwise they are read as one.
+    spilled there (:class:`~heatengine.spill.UserSpill`); otherwise they are read as one
+    and counted into a :class:`~heatengine.partial.Partial`, to store or merge, or with
+    ``count_taps=False`` kept as a :class:`~heatengine.partial.TapPartial`, which
+    a single run publishes without writing the contribution list.
     """
     clock = clock or _Clock(None)
     # Personal data in any column, dropped ones included, on a sample: for the record.
@@ -242,7 +247,12 @@ def build_piece(
         taps = _binning_inputs(batch, columns, config, key)
         del batch
         if spiller is None:
-            partial = partial_from_taps(config.grid, *taps, chunks)
+            if count_taps:
+                partial = partial_from_taps(config.grid, *taps, chunks)
+            else:
+                layers, layer, x, y, tokens = taps
+                keys = cell_keys(config.grid, layers.height, layer, x, y, tokens)
+                partial = TapPartial(config.grid, layers, keys, tokens, chunks)
             clock.lap("bin")
         else:
             spiller.add(*taps)
@@ -265,7 +275,7 @@ def build_piece(
 
 
 def publish(
-    partial: Partial | SpilledPartial,
+    partial: Partial | TapPartial,
     counts: RowCounts,
     config: AggregateConfig,
     *,
@@ -548,19 +558,21 @@ class _Published(NamedTuple):
 
 
 def _publish(
-    partial: Partial | SpilledPartial, config: AggregateConfig, chunks: int | None
+    partial: Partial | TapPartial, config: AggregateConfig, chunks: int | None
 ) -> _Published:
     """Suppress, smooth and tabulate a fully merged partial.
 
     Everything returned is derived from the suppressed counts, except the true layer
     totals asked for with ``privacy.true_totals``, which secondary suppression protects.
     """
+    if _reads_contribution_list(config):
+        partial = partial.whole(chunks)
     if config.dp is not None:
-        return _publish_dp(partial.whole(chunks), config)
+        return _publish_dp(partial, config)
     grid = config.grid
     users, taps = partial.cell_totals(config.privacy.max_taps_per_user_cell)
     true_layer_taps = taps.sum(axis=1)
-    hidden, rules = _hidden_by_other_rules(partial, users, taps, config, chunks)
+    hidden, rules = _hidden_by_other_rules(partial, users, taps, config)
     users, taps, layer_published, suppression = suppress_sparse_cells(
         users, taps, config.privacy.k, hidden
     )
@@ -596,9 +608,7 @@ def _publish(
         layers = _with_rage_share(layers, config)
     if not config.elements:
         return _Published(layers, cells, grids, suppression)
-    elements, per_layer, dead = _element_tables(
-        partial.whole(chunks), users > 0, keep, config, chunks
-    )
+    elements, per_layer, dead = _element_tables(partial, users > 0, keep, config, chunks)
     layers = layers.join(
         per_layer, on=list(config.layer_columns), how="left", nulls_equal=True,
         maintain_order="left",
@@ -607,6 +617,19 @@ def _publish(
         elements, on=list(config.layer_columns), how="inner", nulls_equal=True
     )
     return _Published(layers, cells, grids, suppression, None, elements, dead)
+
+
+def _reads_contribution_list(config: AggregateConfig) -> bool:
+    """Whether publishing needs each (cell, user) contribution, not only figures that
+    add across disjoint users (cell totals, users per layer)."""
+    privacy = config.privacy
+    rule, cap = privacy.dominance, privacy.max_taps_per_user_cell
+    return (
+        config.dp is not None
+        or bool(config.elements)
+        or privacy.true_totals
+        or dominance_possible_from_k(rule, cap, privacy.k)
+    )
 
 
 def _with_rage_share(layers: pl.DataFrame, config: AggregateConfig) -> pl.DataFrame:
@@ -653,7 +676,7 @@ def _element_tables(
 
 
 def _published_keys(
-    partial: Partial | SpilledPartial, published: np.ndarray, keep: np.ndarray
+    partial: Partial | TapPartial, published: np.ndarray, keep: np.ndarray
 ) -> np.ndarray:
     """Boolean per possible key: the cell is published (``published`` rows are ``keep``)."""
     mask = np.zeros(partial.n_keys, bool)
@@ -745,11 +768,7 @@ def _cells_table(
 
 
 def _hidden_by_other_rules(
-    partial: Partial | SpilledPartial,
-    users: np.ndarray,
-    taps: np.ndarray,
-    config: AggregateConfig,
-    chunks: int | None,
+    partial: Partial | TapPartial, users: np.ndarray, taps: np.ndarray, config: AggregateConfig
 ) -> tuple[np.ndarray, DisclosureStats]:
     """Cells hidden by dominance rules and, with true totals, by secondary suppression."""
     privacy = config.privacy
@@ -757,10 +776,7 @@ def _hidden_by_other_rules(
     nonempty = users > 0
     below_k = nonempty & (users < privacy.k)
     p_unsafe = nk_unsafe = np.zeros(users.shape, bool)
-    dominance = dominance_possible_from_k(rule, cap, privacy.k)
-    if dominance or privacy.true_totals:  # these read every contribution at once
-        partial = partial.whole(chunks)
-    if dominance:
+    if dominance_possible_from_k(rule, cap, privacy.k):  # ``partial`` is then whole
         p_unsafe, nk_unsafe = (
             mask.reshape(users.shape)
             for mask in dominance_unsafe(partial.keys, partial.taps, cap, partial.n_keys, rule)
@@ -775,7 +791,7 @@ def _hidden_by_other_rules(
 
 
 def _published_users_per_layer(
-    partial: Partial | SpilledPartial, published: np.ndarray, keep: np.ndarray, chunks: int | None
+    partial: Partial | TapPartial, published: np.ndarray, keep: np.ndarray, chunks: int | None
 ) -> np.ndarray:
     """Distinct users per kept layer, counting only users seen in a published cell."""
     return users_per_layer(partial, keep, _published_keys(partial, published, keep), chunks)

@@ -20,7 +20,7 @@ import polars as pl
 
 from heatengine.config import GridSpec
 from heatengine.kernels import renumber_key_layers, split_by_user_bucket
-from heatengine.partial import Partial, cell_keys, count, merge_partials
+from heatengine.partial import TapPartial, cell_keys
 
 #: Users are hashed into 2**BUCKET_BITS buckets; a part is a run of whole buckets.
 BUCKET_BITS = 10
@@ -46,17 +46,12 @@ def _buffer(buffer: np.ndarray | None, size: int, dtype: type[np.generic]) -> np
     return buffer
 
 
-class SpilledPartial:
-    """A partial kept on disk as spilled taps, read as parts of disjoint users.
+class SpilledPartial(TapPartial):
+    """Taps kept on disk, read as parts of disjoint users (a run of buckets each).
 
-    It answers what :class:`~heatengine.partial.Partial` answers (``cell_totals``,
-    ``user_pairs``, ``user_parts``, ``whole``), holding one part in memory at a time.
-    Made by :meth:`UserSpill.finish`; the files live as long as the spill folder.
-
-    Attributes
-    ----------
-    grid, layers
-        As for :class:`~heatengine.partial.Partial`; every part uses this numbering.
+    A :class:`~heatengine.partial.TapPartial` whose parts are read one at a time, so
+    memory holds one part. Made by :meth:`UserSpill.finish`; the files live as long as
+    the spill folder.
     """
 
     def __init__(
@@ -67,20 +62,12 @@ class SpilledPartial:
         layer_order: np.ndarray,
         chunks: int | None,
     ) -> None:
-        self.grid = grid
-        self.layers = layers
+        super().__init__(grid, layers, chunks=chunks)
         self._batches = batches
         self._layer_order = layer_order  # spill numbering -> position in ``layers``
-        self._chunks = chunks
         self._runs = _bucket_runs(batches)
-        self._totals: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._keys: np.ndarray | None = None  # read buffers, reused part after part
-        self._users: np.ndarray | None = None
-
-    @property
-    def n_keys(self) -> int:
-        """Number of possible keys: layers times cells."""
-        return self.layers.height * self.grid.cells
+        self._keys_read: np.ndarray | None = None  # read buffers, reused part after part
+        self._users_read: np.ndarray | None = None
 
     @property
     def n_parts(self) -> int:
@@ -91,43 +78,14 @@ class SpilledPartial:
         """Each part's taps as ``(keys, users)``, one entry per tap (pairs repeat), in
         buffers that the next part overwrites."""
         largest = max((_run_size(self._batches, *run) for run in self._runs), default=0)
-        self._keys = _buffer(self._keys, largest, np.int64)
-        self._users = _buffer(self._users, largest, np.uint64)
+        self._keys_read = _buffer(self._keys_read, largest, np.int64)
+        self._users_read = _buffer(self._users_read, largest, np.uint64)
         for first, stop in self._runs:
-            keys, users = _read_buckets(self._batches, first, stop, self._keys, self._users)
+            keys, users = _read_buckets(
+                self._batches, first, stop, self._keys_read, self._users_read
+            )
             renumber_key_layers(keys, self._layer_order, self.grid.cells)
             yield keys, users
-
-    def user_parts(self) -> Iterator[Partial]:
-        """Each part counted into a :class:`~heatengine.partial.Partial`."""
-        for keys, users in self.user_pairs():
-            yield Partial(self.grid, self.layers, *count(keys, users, self.n_keys, self._chunks))
-
-    def cell_totals(self, cap: int) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct users and capped taps per (layer, cell), summed over the parts
-        (computed once per cap)."""
-        if cap not in self._totals:
-            shape = (self.layers.height, self.grid.cells)
-            users, taps = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-            for part in self.user_parts():
-                part_users, part_taps = part.cell_totals(cap)
-                users += part_users
-                taps += part_taps
-            self._totals[cap] = users, taps
-        users, taps = self._totals[cap]
-        return users.copy(), taps.copy()
-
-    def whole(self, chunks: int | None = None) -> Partial:
-        """All parts merged into one in-memory partial, for the steps that need every
-        contribution at once (dominance rules, secondary suppression, elements, DP)."""
-        parts = list(self.user_parts())  # counting makes new arrays, not buffer views
-        return merge_partials(parts, chunks) if parts else self._empty()
-
-    def _empty(self) -> Partial:
-        return Partial(
-            self.grid, self.layers, np.zeros(0, np.int64), np.zeros(0, np.uint64),
-            np.zeros(0, np.int64),
-        )  # fmt: skip
 
 
 class UserSpill:

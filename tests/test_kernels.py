@@ -13,7 +13,9 @@ from heatengine.kernels import (
     count_contributions,
     layer_cell_keys,
     merge_sorted_contributions,
+    tap_cell_totals,
 )
+from heatengine.partial import tap_totals
 from tests import reference
 
 coordinates = st.floats(0.0, 1.0, allow_nan=False, width=64)
@@ -68,13 +70,39 @@ def test_count_contributions_matches_polars(case, chunks, cap):
     users_per_key = np.zeros(n_keys, np.int64)
     taps_per_key = np.zeros(n_keys, np.int64)
     cell_totals(out_keys, out_taps, cap, users_per_key, taps_per_key)
+    expected_users, expected_taps = expected_totals(keys, users, cap, n_keys)
+    np.testing.assert_array_equal(users_per_key, expected_users)
+    np.testing.assert_array_equal(taps_per_key, expected_taps)
+
+
+def expected_totals(keys, users, cap, n_keys):
     cells = reference.per_cell(keys, users, cap)
     expected_users = np.zeros(n_keys, np.int64)
     expected_taps = np.zeros(n_keys, np.int64)
     expected_users[cells["key"].to_numpy()] = cells["users"].to_numpy()
     expected_taps[cells["key"].to_numpy()] = cells["taps"].to_numpy()
-    np.testing.assert_array_equal(users_per_key, expected_users)
-    np.testing.assert_array_equal(taps_per_key, expected_taps)
+    return expected_users, expected_taps
+
+
+@settings(deadline=None, max_examples=150)
+@given(taps(), st.integers(1, 8), st.integers(1, 6), st.integers(0, 3))
+def test_tap_cell_totals_match_polars_and_add_up(case, chunks, cap, start):
+    """Totals straight from the taps, added onto what the outputs held (``start``)."""
+    columns, rows, layers, layer, x, y, users = case
+    keys = keys_of(columns, rows, layer, x, y)
+    n_keys = layers * columns * rows
+    expected_users, expected_taps = expected_totals(keys, users, cap, n_keys)
+    users_out, taps_out = np.full(n_keys, start, np.int64), np.full(n_keys, start, np.int64)
+    tap_cell_totals(keys, users, n_keys, cap, chunks, users_out, taps_out)
+    np.testing.assert_array_equal(users_out, expected_users + start)
+    np.testing.assert_array_equal(taps_out, expected_taps + start)
+    # Through the wrapper, with many more possible keys than taps (renumbered densely).
+    sparse = n_keys * 1000
+    users_out, taps_out = np.zeros(sparse, np.int64), np.zeros(sparse, np.int64)
+    tap_totals(keys * 1000 + 7, users, sparse, cap, chunks, users_out, taps_out)
+    np.testing.assert_array_equal(users_out[7::1000], expected_users)
+    np.testing.assert_array_equal(taps_out[7::1000], expected_taps)
+    assert users_out.sum() == expected_users.sum()
 
 
 @settings(deadline=None, max_examples=150)
