@@ -32,7 +32,7 @@ _NO_VALUES = np.zeros(0, np.float64)  # "no column" for the viewport arguments
 RULE_ORDER = EXCLUSION_REASONS + QUARANTINE_REASONS
 
 
-@njit(**NJIT)
+@njit(**NJIT, inline="always")  # a call per row would pay reference counting per array
 def _row_reason(
     i, consent, ts, ts_null, horizon, as_of, layer, user_null, x, x_null, y, y_null,
     width, width_null, height, height_null, codes,
@@ -81,24 +81,16 @@ def row_reasons(
     bounds = chunk_bounds(out.size, n_chunks)
     per_chunk = np.zeros((n_chunks, n_codes), np.int64)
     for c in prange(n_chunks):
+        counts = np.zeros(n_codes, np.int64)  # the thread's own: no false sharing
         for i in range(bounds[c], bounds[c + 1]):
             code = _row_reason(
                 i, consent, ts, ts_null, horizon, as_of, layer, user_null, x, x_null, y,
                 y_null, width, width_null, height, height_null, codes,
             )  # fmt: skip
             out[i] = code
-            per_chunk[c, code] += 1
+            counts[code] += 1
+        per_chunk[c] = counts
     return per_chunk.sum(axis=0)
-
-
-def _nulls(series: pl.Series) -> np.ndarray:
-    return series.is_null().to_numpy() if series.null_count() else _NONE
-
-
-def _floats(frame: pl.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-    series = frame[column]
-    values = series.fill_null(np.nan) if series.null_count() else series
-    return np.ascontiguousarray(values.to_numpy(), np.float64), _nulls(series)
 
 
 def _microseconds(moment: datetime) -> int:
@@ -131,26 +123,35 @@ def reason_codes(
         True where the row has no user.
     """
     horizon = as_of - timedelta(days=config.privacy.retention_days)
-    ts_series = coerced["ts"]
-    ts = ts_series.to_physical().fill_null(0).to_numpy()
-    consent = _NONE
-    if columns.has_consent:  # a null consent is no consent
-        consent = coerced["consent"].fill_null(False).to_numpy()
-    x, x_null = _floats(coerced, "x")
-    y, y_null = _floats(coerced, "y")
-    width = height = _NO_VALUES
-    width_null = height_null = _NONE
+    floats = ["x", "y"]
     if config.coordinates == "pixels":
-        width, width_null = _floats(coerced, "viewport_width")
-        height, height_null = _floats(coerced, "viewport_height")
+        floats += ["viewport_width", "viewport_height"]
+    nullable = [c for c in ["ts", *floats] if coerced[c].null_count()]
+    # One select, so Polars prepares the columns in parallel; nulls become masks.
+    prepared = coerced.select(
+        pl.col("ts").to_physical().fill_null(0),
+        *(pl.col(c).fill_null(np.nan) if c in nullable else pl.col(c) for c in floats),
+        *(pl.col(c).is_null().alias(f"{c} is null") for c in nullable),
+        *([pl.col("consent").fill_null(False)] if columns.has_consent else []),  # null: no
+    )
+    arrays = {name: prepared[name].to_numpy() for name in prepared.columns}
+
+    def nulls(column: str) -> np.ndarray:
+        return arrays.get(f"{column} is null", _NONE)
+
+    consent = arrays.get("consent", _NONE)
+    x, y = arrays["x"], arrays["y"]
+    width = arrays.get("viewport_width", _NO_VALUES)
+    height = arrays.get("viewport_height", _NO_VALUES)
     codes = np.array([REASON_CODES[name] for name in RULE_ORDER], np.uint8)
     out = np.empty(coerced.height, np.uint8)
     # Chunks of at least 64k rows: below that, threads cost more than they save.
     n_chunks = max(1, min(chunks or numba.get_num_threads(), coerced.height // 2**16))
     per_code = row_reasons(
-        consent, ts, _nulls(ts_series), _microseconds(horizon), _microseconds(as_of),
+        consent, arrays["ts"], nulls("ts"), _microseconds(horizon), _microseconds(as_of),
         np.ascontiguousarray(layer, np.int64), np.ascontiguousarray(user_missing, np.bool_),
-        x, x_null, y, y_null, width, width_null, height, height_null,
+        x, nulls("x"), y, nulls("y"), width, nulls("viewport_width"), height,
+        nulls("viewport_height"),
         codes, len(REASON_CODES) + 1, n_chunks, out,
     )  # fmt: skip
     return out, {name: int(per_code[code]) for name, code in REASON_CODES.items()}
