@@ -43,7 +43,6 @@ from heatengine.pseudonym import (
     tokens_from_text,
 )
 from heatengine.rage import rage_taps
-from heatengine.reasons import reason_codes
 from heatengine.schema import (
     ELIGIBLE,
     EXCLUSION_REASONS,
@@ -58,6 +57,7 @@ from heatengine.schema import (
     clean_user_values,
     coerce_types,
     normalised_coordinates,
+    reason_expression,
     reason_names,
     resolve_columns,
     text_source_columns,
@@ -384,9 +384,9 @@ def _label(
     if ids is not None:
         labelled = labelled.with_columns(pl.Series(USER_CODE, ids.code))
         user = USER_CODE
-    user_missing = labelled[user].is_null().to_numpy() if ids is None else ids.code < 0
-    codes, reasons = reason_codes(labelled, coded.layer, user_missing, columns, config, as_of)
-    labelled = labelled.with_columns(pl.Series(REASON_CODE, codes))
+    missing_user = None if ids is None else pl.col(USER_CODE) < 0
+    labelled = labelled.with_columns(reason_expression(columns, config, as_of, missing_user))
+    reasons = _reason_counts(labelled)
     coverage = _coverage(labelled, raw, columns, config, as_of, coded.layers, ids)
     quarantined = {r: reasons[r] for r in QUARANTINE_REASONS if reasons[r]}
     if config.strict and quarantined:
@@ -474,6 +474,12 @@ class _Clock:
         if self._progress is not None:
             self._progress(step, now - self._last)
         self._last = now
+
+
+def _reason_counts(labelled: pl.DataFrame) -> dict[str, int]:
+    """Rows per reason name (eligible rows not included), every reason present."""
+    counts = np.bincount(labelled[REASON_CODE].to_numpy(), minlength=len(REASON_CODES) + 1)
+    return {reason: int(counts[code]) for reason, code in REASON_CODES.items()}
 
 
 def _user_tokens(batch: _Batch, columns: ResolvedColumns, key: PseudonymKey | None) -> np.ndarray:
