@@ -45,12 +45,13 @@ def layer_cell_keys(
 
 
 @njit(**NJIT_PARALLEL)
-def _slots_by_key(keys, n_keys, n_chunks):
-    """Counting-sort positions: where each row goes so rows end up grouped by key.
+def _group_by_key(keys, values, n_keys, n_chunks):
+    """Counting sort: ``values`` grouped by key, and where each key's group starts.
 
     Each chunk counts its own keys; offsets give every (chunk, key) pair a private slot
     range, so the scatter that follows is race-free and the grouping does not depend on
-    ``n_chunks`` beyond the order of users inside a key, which the callers sort away.
+    ``n_chunks`` beyond the order of values inside a key, which the callers sort away.
+    Values are scattered as the keys are read a second time: no array of positions.
     """
     n = keys.size
     bounds = chunk_bounds(n, n_chunks)
@@ -67,14 +68,14 @@ def _slots_by_key(keys, n_keys, n_chunks):
             counts[c, k] = total
             total += slot
     key_start[n_keys] = total
-    slots = np.empty(n, np.int64)
+    grouped = np.empty(n, values.dtype)
     for c in prange(n_chunks):
         position = counts[c]
         for i in range(bounds[c], bounds[c + 1]):
             k = keys[i]
-            slots[i] = position[k]
+            grouped[position[k]] = values[i]
             position[k] += 1
-    return key_start, slots
+    return key_start, grouped
 
 
 @njit(**NJIT)
@@ -107,10 +108,7 @@ def count_contributions(
     keys, users, taps
         One entry per distinct pair, sorted by key and then by user.
     """
-    key_start, slots = _slots_by_key(keys, n_keys, n_chunks)
-    grouped = np.empty(keys.size, users.dtype)
-    for i in prange(keys.size):
-        grouped[slots[i]] = users[i]
+    key_start, grouped = _group_by_key(keys, users, n_keys, n_chunks)
     distinct = np.zeros(n_keys, np.int64)
     for k in prange(n_keys):
         start, stop = key_start[k], key_start[k + 1]
@@ -153,10 +151,7 @@ def tap_cell_totals(
     run-length counted in place. ``users_out`` and ``taps_out`` (int64, length
     ``n_keys``) are *added to*, so disjoint sets of users accumulate.
     """
-    key_start, slots = _slots_by_key(keys, n_keys, n_chunks)
-    grouped = np.empty(keys.size, users.dtype)
-    for i in prange(keys.size):
-        grouped[slots[i]] = users[i]
+    key_start, grouped = _group_by_key(keys, users, n_keys, n_chunks)
     for k in prange(n_keys):
         start, stop = key_start[k], key_start[k + 1]
         if start == stop:
@@ -279,10 +274,7 @@ def distinct_users_per_group(
 ) -> np.ndarray:
     """Distinct ``users`` per group in ``[0, n_groups)``; entries of group ``n_groups`` are
     skipped."""
-    key_start, slots = _slots_by_key(groups, n_groups + 1, n_chunks)
-    grouped = np.empty(groups.size, users.dtype)
-    for i in prange(groups.size):
-        grouped[slots[i]] = users[i]
+    key_start, grouped = _group_by_key(groups, users, n_groups + 1, n_chunks)
     distinct = np.zeros(n_groups, np.int64)
     for g in prange(n_groups):
         distinct[g] = _count_distinct(grouped[key_start[g] : key_start[g + 1]])
