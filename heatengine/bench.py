@@ -13,13 +13,17 @@ job of counting taps per cell and checked against the same counts.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -339,26 +343,61 @@ def polars_streaming_job(directory: Path, config: AggregateConfig) -> pl.DataFra
     return _polars_query(pl.scan_parquet(directory), config).collect(engine="streaming")
 
 
+def heatengine_streaming_job(directory: Path, config: AggregateConfig) -> pl.DataFrame:
+    """heatengine's streaming run over the files: its published cells."""
+    return aggregate(directory, config, streaming=True).cells
+
+
+STREAMING_JOBS: dict[str, Callable[[Path, AggregateConfig], pl.DataFrame]] = {
+    "heatengine --streaming": heatengine_streaming_job,
+    "polars streaming engine": polars_streaming_job,
+}
+
+
+def streaming_peak_mb(tool: str, directory: Path) -> float:
+    """Peak extra memory (MB) of one streaming run of ``tool`` over ``directory``, after a
+    run on two tiny files that loads the JIT cache, thread pools and readers."""
+    config, job = bench_config(), STREAMING_JOBS[tool]
+    with tempfile.TemporaryDirectory() as warm:
+        job(write_benchmark_files(2_000, Path(warm), files=2), config)
+    with PeakMemory() as memory:
+        job(Path(directory), config)
+    return memory.extra_mb
+
+
+def _peak_in_fresh_process(tool: str, directory: Path) -> float:
+    """:func:`streaming_peak_mb` in a new Python process: memory that earlier runs left
+    in this process's allocators would hide the later tools' peaks."""
+    script = (
+        "import sys\nfrom heatengine.bench import streaming_peak_mb\n"
+        "print(streaming_peak_mb(sys.argv[1], sys.argv[2]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, tool, str(directory)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.split()[-1])
+
+
 def compare_streaming(directory: Path, n_taps: int, *, repeat: int = 1) -> list[Timing]:
-    """heatengine's streaming run against Polars' streaming engine over the same files."""
+    """heatengine's streaming run against Polars' streaming engine over the same files.
+
+    Times are measured here, in one process, after each answer is checked equal to
+    heatengine's; peak memory is measured once per tool in a fresh process.
+    """
     config = bench_config()
+    expected = None
     timings = []
-    he_timing, result = _time(
-        "heatengine --streaming",
-        "exact, files",
-        n_taps,
-        lambda: aggregate(directory, config, streaming=True),
-        repeat,
-    )
-    timings.append(he_timing)
-    _check_equal("polars streaming", polars_streaming_job(directory, config), result.cells)
-    timings.append(
-        _time(
-            "polars streaming engine",
-            "exact, files",
-            n_taps,
-            lambda: polars_streaming_job(directory, config),
-            repeat,
-        )[0]
-    )
+    for tool, job in STREAMING_JOBS.items():
+        result = job(directory, config)  # the check, and a warm-up for the timing
+        if expected is None:
+            expected = result
+        else:
+            _check_equal(tool, result, expected)
+        run = functools.partial(job, directory, config)
+        timing, _ = _time(tool, "exact, files", n_taps, run, repeat)
+        peak = _peak_in_fresh_process(tool, directory)
+        timings.append(replace(timing, peak_extra_mb=peak))
     return timings
