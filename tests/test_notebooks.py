@@ -23,6 +23,7 @@ def scratch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("HEATENGINE_BENCH_SIZES", "20000,40000")
+    monkeypatch.setenv("HEATENGINE_STREAM_SIZES", "30000,60000")
     return tmp_path
 
 
@@ -40,6 +41,9 @@ def test_benchmarks_notebook(scratch):
     results = namespace["results"]
     assert set(results["taps"]) == {20000, 40000}
     assert "heatengine" in set(results["tool"])
+    streamed = namespace["streamed"]
+    assert set(streamed["taps"]) == {30000, 60000}
+    assert set(streamed["tool"]) == {"heatengine --streaming", "polars streaming engine"}
 
 
 def test_every_notebook_is_tested():
