@@ -10,7 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from heatengine.kernels import count_contributions, layer_cell_keys
+from heatengine.kernels import (
+    count_contributions,
+    layer_cell_keys,
+    split_by_user_bucket,
+    tap_cell_totals,
+)
 from heatengine.smooth import smooth_grids
 
 pytestmark = pytest.mark.slow
@@ -73,6 +78,59 @@ def test_distinct_users_heatengine(benchmark, taps):
 def test_distinct_users_polars_peer(benchmark, taps):
     *_, users, keys = taps
     benchmark(lambda: _polars_distinct(keys, users))
+
+
+def _polars_totals(keys, users, cap):
+    return (
+        pl.DataFrame({"key": keys, "user": users})
+        .group_by("key", "user")
+        .len()
+        .group_by("key")
+        .agg(users=pl.len(), taps=pl.col("len").clip(upper_bound=cap).sum())
+        .sort("key")
+    )
+
+
+def test_cell_totals_from_taps_heatengine(benchmark, taps):
+    *_, users, keys = taps
+    n_keys = LAYERS * COLUMNS * ROWS
+
+    def run():
+        users_out, taps_out = np.zeros(n_keys, np.int64), np.zeros(n_keys, np.int64)
+        tap_cell_totals(keys, users, n_keys, 5, 2, users_out, taps_out)
+        return users_out, taps_out
+
+    users_out, taps_out = benchmark(run)
+    expected = _polars_totals(keys, users, 5)
+    np.testing.assert_array_equal(users_out[expected["key"].to_numpy()], expected["users"])
+    np.testing.assert_array_equal(taps_out[expected["key"].to_numpy()], expected["taps"])
+
+
+def test_cell_totals_polars_peer(benchmark, taps):
+    *_, users, keys = taps
+    benchmark(lambda: _polars_totals(keys, users, 5))
+
+
+def test_split_by_user_bucket_heatengine(benchmark, taps):
+    *_, users, keys = taps
+    out_keys, out_users = np.empty(N, np.int32), np.empty(N, np.uint64)
+    starts = benchmark(lambda: split_by_user_bucket(keys, users, 10, out_keys, out_users))
+    assert starts[-1] == N
+    np.testing.assert_array_equal(np.sort(out_users), np.sort(users))
+
+
+def test_split_by_user_bucket_numpy_peer(benchmark, taps):
+    """The same grouping with numpy: a stable argsort by bucket, then two gathers."""
+    *_, users, keys = taps
+
+    def run():
+        z = users ^ (users >> np.uint64(30))
+        z = z * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        order = np.argsort((z ^ (z >> np.uint64(31))) >> np.uint64(54), kind="stable")
+        return keys[order].astype(np.int32), users[order]
+
+    benchmark(run)
 
 
 def test_smoothing_scipy(benchmark):

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spill-dir",
         type=Path,
         metavar="DIR",
-        help="where --streaming spills, about 40 bytes per tap (default: the system's "
+        help="where --streaming spills, about 12 bytes per tap (default: the system's "
         "temporary folder)",
     )
     agg.add_argument("--png", type=Path, metavar="DIR", help="also render one PNG per layer")

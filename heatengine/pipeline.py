@@ -112,13 +112,14 @@ def aggregate(
         :data:`STREAMING_BATCH_ROWS` rows), spilling their taps to disk grouped by
         a hash of the user, then count the spilled taps a part of whole users at a time
         (:mod:`heatengine.spill`): memory is bounded by one slice and one part, not by
-        the input. Dominance rules that can fire, true totals, elements and
-        differential privacy read every contribution at once and so load all parts. The
+        the input, apart from quarantined rows and consent-coverage pairs. Dominance
+        rules that can fire, true totals, elements and differential privacy read every
+        contribution at once and so load all parts. The
         result is identical to a run without streaming, except that rage-tap bursts
         (``config.rage_taps``) are found within each file.
     spill_dir
         Where a streaming run spills (a temporary folder inside it, removed at the end;
-        default: the system's temporary folder). It takes about 40 bytes per tap.
+        default: the system's temporary folder). It takes about 12 bytes per tap.
 
     Returns
     -------
