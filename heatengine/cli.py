@@ -10,7 +10,9 @@ import argparse
 import json
 import re
 import secrets
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -30,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heatengine`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -47,6 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"heatengine: error reading the input: {detail}", file=sys.stderr)
             return EXIT_USAGE
         raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like an exception, so spills, staged stores and locks are
+    cleaned up on the way out."""
+    print("heatengine: terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)
 
 
 def _redact_values(text: str) -> str:
@@ -126,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument(
         "--streaming",
         action="store_true",
-        help="read the input files one at a time and spill their taps to disk by user "
-        "(memory bounded by the largest file, not the input)",
+        help="read the input a slice at a time and spill the taps to disk by user "
+        "(memory bounded by a slice and one part, not by the input)",
     )
     agg.add_argument(
         "--spill-dir",

@@ -71,6 +71,34 @@ def scan_batches(source: Sources, text_columns: Iterable[str] = ()) -> list[pl.L
     return [plan.scan() for plan in plan_files(source, text_columns)]
 
 
+def scan_slices(
+    source: Sources, text_columns: Iterable[str] = (), rows: int = 2**20
+) -> list[pl.LazyFrame]:
+    """:func:`scan_batches`, with Parquet files and in-memory frames cut into slices of
+    at most ``rows`` rows, so that processing them one at a time bounds memory by a
+    slice, not by the largest file.
+
+    A Parquet slice is read from the row groups it spans (its row count comes from the
+    file's metadata). CSV and NDJSON files stay whole (a slice would re-read the file
+    up to it), and so does a LazyFrame given by the caller, whose row order need not be
+    the same each time it is run.
+    """
+    if isinstance(source, pl.DataFrame):
+        return [piece.lazy() for piece in source.iter_slices(rows)] or [source.lazy()]
+    if isinstance(source, pl.LazyFrame):
+        return [source]
+    batches = []
+    for plan in plan_files(source, text_columns):
+        frame = plan.scan()
+        if FORMATS[plan.file.suffix.lower()] != "parquet":
+            batches.append(frame)
+            continue
+        total = pl.scan_parquet(plan.file, hive_partitioning=False).select(pl.len()).collect()
+        starts = range(0, total.item(), rows)
+        batches += [frame.slice(start, rows) for start in starts] or [frame]
+    return batches
+
+
 def input_files(source: Sources) -> list[Path]:
     """The files a path, glob, directory or list of them stands for (none for frames)."""
     if isinstance(source, pl.DataFrame | pl.LazyFrame):

@@ -110,7 +110,8 @@ class TapPartial:
         return self.layers.height * self.grid.cells
 
     def user_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Each part's ``(keys, users)``, one entry per tap (pairs repeat)."""
+        """Each part's ``(keys, users)``, one entry per tap (pairs repeat). A part may
+        live in buffers that the next one overwrites: use it before asking for more."""
         yield self._keys, self._users
 
     def cell_totals(self, cap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,14 +125,16 @@ class TapPartial:
     def whole(self, chunks: int | None = None) -> Partial:
         """The taps counted into one in-memory :class:`Partial`, part by part, merged."""
         chunks = chunks or self._chunks
-        parts = [
-            Partial(self.grid, self.layers, *count(keys, users, self.n_keys, chunks))
-            for keys, users in self.user_pairs()
-        ]
-        if not parts:
+        stack: list[Partial] = []
+        for keys, users in self.user_pairs():
+            stack.append(Partial(self.grid, self.layers, *count(keys, users, self.n_keys, chunks)))
+            # Merge while the part below is no larger: few parts are held at once.
+            while len(stack) > 1 and stack[-2].keys.size <= stack[-1].keys.size:
+                stack[-2:] = [merge_partials(stack[-2:], chunks)]
+        if not stack:
             empty = (np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
             return Partial(self.grid, self.layers, *empty)
-        return parts[0] if len(parts) == 1 else merge_partials(parts, chunks)
+        return stack[0] if len(stack) == 1 else merge_partials(stack, chunks)
 
 
 #: Above this many possible keys per row, keys are first renumbered densely, so memory
@@ -185,7 +188,8 @@ def users_per_layer(
     mask = np.ones(partial.n_keys, bool) if in_cells is None else in_cells
     for keys, users in partial.user_pairs():
         bits = bucket_bits(keys.size, len(chosen))
-        groups = np.empty(keys.size, np.int64)
+        # Group numbers fit in 32 bits (layers times at most 2**10 buckets): half the memory.
+        groups = np.empty(keys.size, np.int32 if len(chosen) << bits < 2**31 else np.int64)
         published_user_groups(keys, users, layer_position, mask, partial.grid.cells, bits, groups)
         n_groups = len(chosen) << bits
         distinct = distinct_users_per_group(

@@ -6,11 +6,10 @@ read -> minimise -> types -> reasons (quarantine, consent, retention) -> pseudon
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,7 @@ from heatengine.dp import clamped, dp_release
 from heatengine.elements import element_engagement
 from heatengine.errors import HeatengineError, QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
-from heatengine.io import Sources, scan_batches
+from heatengine.io import Sources, scan_batches, scan_slices
 from heatengine.layers import code_layers, distinct_codes, used_layers
 from heatengine.partial import Partial, TapPartial, cell_keys, partial_from_taps, users_per_layer
 from heatengine.pii import input_summary, scan_input
@@ -68,16 +67,10 @@ from heatengine.spill import UserSpill
 Progress = Callable[[str, float], None]
 #: Seed of the in-run hash that matches people across batches for consent coverage.
 COVERAGE_SEED = 0xC0FE
-#: A streaming run reads files in slices of at most this many rows, so its memory does
-#: not follow the size of the largest file (except with rage taps, found per file).
+#: A streaming run reads Parquet files in slices of at most this many rows, so its
+#: memory does not follow the size of the largest file (except with rage taps, found
+#: per file; see :func:`heatengine.io.scan_slices`).
 STREAMING_BATCH_ROWS = 2**20
-
-
-def _row_slices(lf: pl.LazyFrame, rows: int) -> list[pl.LazyFrame]:
-    """``lf`` as consecutive slices of at most ``rows`` rows (Parquet row counts come
-    from the metadata; the slices are pushed down into the scan)."""
-    total = lf.select(pl.len()).collect().item()
-    return [lf.slice(start, rows) for start in range(0, total, rows)] or [lf]
 
 
 def aggregate(
@@ -147,28 +140,23 @@ def aggregate(
     config = config or AggregateConfig()
     as_of = config.as_of or datetime.now(UTC)
     clock = _Clock(progress)
-    with _spill_folder(streaming, spill_dir) as spill:
+    if spill_dir is not None and not streaming:
+        msg = "spill_dir is used only by streaming runs: pass streaming=True as well"
+        raise HeatengineError(msg)
+    if spill_dir is not None and not Path(spill_dir).is_dir():
+        msg = f"the spill folder {str(spill_dir)!r} does not exist"
+        raise HeatengineError(msg)
+    spill = UserSpill(config.grid, spill_dir) if streaming else None
+    with spill or contextlib.nullcontext():  # closing the spill frees its files
         partial, counts, quarantine = build_partial(
             source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, spill=spill,
-            count_taps=False,
+            count_taps=not _reads_contribution_list(config),
         )  # fmt: skip
         heatmaps = publish(
             partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine
         )
     clock.lap("suppress and smooth")
     return heatmaps
-
-
-@contextmanager
-def _spill_folder(
-    streaming: bool, spill_dir: str | os.PathLike[str] | None
-) -> Iterator[Path | None]:
-    """A temporary folder for a streaming run's spill (``None`` without streaming)."""
-    if not streaming:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="heatengine-spill-", dir=spill_dir) as folder:
-        yield Path(folder)
 
 
 def build_partial(
@@ -202,14 +190,14 @@ def build_piece(
     key: PseudonymKey | None = None,
     chunks: int | None = None,
     clock: _Clock | None = None,
-    spill: Path | None = None,
+    spill: UserSpill | None = None,
     count_taps: bool = True,
 ) -> tuple[Partial | TapPartial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
     """:func:`build_partial` with the consent-coverage pairs not yet summarised, so the
     pieces of several workers can be combined exactly first.
 
-    With ``spill`` (a folder), input files are read one at a time and their taps
-    spilled there (:class:`~heatengine.spill.UserSpill`); otherwise they are read as one
+    With a ``spill``, input files are read one at a time (Parquet files in slices) and
+    their taps spilled to it; otherwise they are read as one
     and counted into a :class:`~heatengine.partial.Partial`, to store or merge, or with
     ``count_taps=False`` kept as a :class:`~heatengine.partial.TapPartial`, which
     a single run publishes without writing the contribution list.
@@ -217,12 +205,13 @@ def build_piece(
     clock = clock or _Clock(None)
     # Personal data in any column, dropped ones included, on a sample: for the record.
     pii_input = input_summary(scan_input(source))
-    batches = scan_batches(source, text_source_columns(config))
-    spiller = None if spill is None else UserSpill(config.grid, spill)
-    if spiller is None and len(batches) > 1:
-        batches = [pl.concat(batches, how="vertical")]
-    elif spiller is not None and config.rage_taps is None:  # bursts are found per file
-        batches = [piece for lf in batches for piece in _row_slices(lf, STREAMING_BATCH_ROWS)]
+    if spill is None:  # everything at once
+        batches = scan_batches(source, text_source_columns(config))
+        batches = [pl.concat(batches, how="vertical")] if len(batches) > 1 else batches
+    elif config.rage_taps is None:
+        batches = scan_slices(source, text_source_columns(config), STREAMING_BATCH_ROWS)
+    else:  # rage-tap bursts are found per file
+        batches = scan_batches(source, text_source_columns(config))
     reasons = dict.fromkeys(REASON_CODES, 0)
     quarantines = []
     rows_in = rows_eligible = 0
@@ -235,7 +224,7 @@ def build_piece(
             if key is None:
                 raise missing_key_error()
         batch = _label(lf.collect(), columns, config, as_of)
-        if spiller is None:
+        if spill is None:
             clock.lap("read and validate")
         for reason, n in batch.reasons.items():
             reasons[reason] += n
@@ -247,7 +236,7 @@ def build_piece(
             coverage.setdefault(what, []).append(pairs)
         taps = _binning_inputs(batch, columns, config, key)
         del batch
-        if spiller is None:
+        if spill is None:  # the only batch: the whole input
             if count_taps:
                 partial = partial_from_taps(config.grid, *taps, chunks)
             else:
@@ -256,10 +245,10 @@ def build_piece(
                 partial = TapPartial(config.grid, layers, keys, tokens, chunks)
             clock.lap("bin")
         else:
-            spiller.add(*taps)
+            spill.add(*taps)
             clock.lap(f"batch {number}/{len(batches)}")
-    if spiller is not None:
-        partial = spiller.finish(list(config.layer_columns), chunks)
+    if spill is not None:
+        partial = spill.finish(list(config.layer_columns), chunks)
     counts = RowCounts(
         rows_in=rows_in,
         rows_eligible=rows_eligible,

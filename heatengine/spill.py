@@ -11,9 +11,12 @@ and memory is bounded by one part (:data:`PART_TAPS`) rather than by the input.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -30,12 +33,28 @@ PART_TAPS = 4 * 2**20
 _INT32_MAX = np.iinfo(np.int32).max
 
 
-class _Batch(NamedTuple):
-    """One spilled batch: ``stem.keys`` and ``stem.users``, bucket by bucket."""
+class _SpilledBatch(NamedTuple):
+    """Where one batch lies in the spill files, bucket by bucket."""
 
-    stem: Path
+    key_offset: int  # byte offset of its keys in the keys file
+    user_offset: int  # byte offset of its users in the users file
     starts: np.ndarray  # where each bucket's rows start, plus the number of rows
     key_type: np.dtype
+
+
+class _SpillFiles(NamedTuple):
+    keys: BinaryIO
+    users: BinaryIO
+
+
+def _unlinked_file(path: Path) -> BinaryIO:
+    """A file that is removed from its folder as soon as it is open: the system frees it
+    when the handle closes, also when the process is killed."""
+    handle = open(path, "w+b")  # noqa: SIM115 - the spill closes it
+    # Where open files cannot be removed, the folder's cleanup removes them.
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return handle
 
 
 def _buffer(buffer: np.ndarray | None, size: int, dtype: type[np.generic]) -> np.ndarray:
@@ -50,19 +69,21 @@ class SpilledPartial(TapPartial):
     """Taps kept on disk, read as parts of disjoint users (a run of buckets each).
 
     A :class:`~heatengine.partial.TapPartial` whose parts are read one at a time, so
-    memory holds one part. Made by :meth:`UserSpill.finish`; the files live as long as
-    the spill folder.
+    memory holds one part. Made by :meth:`UserSpill.finish`; readable until the spill is
+    closed.
     """
 
     def __init__(
         self,
         grid: GridSpec,
         layers: pl.DataFrame,
-        batches: list[_Batch],
+        files: _SpillFiles,
+        batches: list[_SpilledBatch],
         layer_order: np.ndarray,
         chunks: int | None,
     ) -> None:
         super().__init__(grid, layers, chunks=chunks)
+        self._files = files
         self._batches = batches
         self._layer_order = layer_order  # spill numbering -> position in ``layers``
         self._runs = _bucket_runs(batches)
@@ -82,27 +103,45 @@ class SpilledPartial(TapPartial):
         self._users_read = _buffer(self._users_read, largest, np.uint64)
         for first, stop in self._runs:
             keys, users = _read_buckets(
-                self._batches, first, stop, self._keys_read, self._users_read
+                self._files, self._batches, first, stop, self._keys_read, self._users_read
             )
             renumber_key_layers(keys, self._layer_order, self.grid.cells)
             yield keys, users
 
 
 class UserSpill:
-    """Taps written to ``directory`` batch by batch, grouped by user bucket.
+    """Taps written to disk batch by batch, grouped by user bucket.
 
-    Layers are numbered in order of first appearance while spilling, and renumbered in
-    sorted order when the spill is read (:meth:`finish`).
+    The spill lives in a new private folder inside ``parent`` (default: the system's
+    temporary folder), in two files removed from it as soon as they are open; closing
+    the spill (it is a context manager) frees them and removes the folder. Layers are
+    numbered in order of first appearance while spilling, and renumbered in sorted
+    order when the spill is read (:meth:`finish`).
     """
 
-    def __init__(self, grid: GridSpec, directory: Path) -> None:
+    def __init__(self, grid: GridSpec, parent: str | os.PathLike[str] | None = None) -> None:
         self.grid = grid
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._folder = tempfile.TemporaryDirectory(prefix="heatengine-spill-", dir=parent)
+        self.directory = Path(self._folder.name)  # made private (0700) by tempfile
+        self._files = _SpillFiles(
+            _unlinked_file(self.directory / "keys"), _unlinked_file(self.directory / "users")
+        )
         self._layers: pl.DataFrame | None = None  # every layer seen, in first-seen order
-        self._batches: list[_Batch] = []
+        self._batches: list[_SpilledBatch] = []
         self._keys_out: np.ndarray | None = None  # write buffers, reused batch after batch
         self._users_out: np.ndarray | None = None
+
+    def __enter__(self) -> UserSpill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the spill files and remove the folder."""
+        self._files.keys.close()
+        self._files.users.close()
+        self._folder.cleanup()
 
     def add(
         self,
@@ -123,10 +162,10 @@ class UserSpill:
         self._keys_out = _buffer(self._keys_out, keys.size, key_type)
         self._users_out = _buffer(self._users_out, users.size, np.uint64)
         starts = split_by_user_bucket(keys, users, BUCKET_BITS, self._keys_out, self._users_out)
-        stem = self.directory / f"batch-{len(self._batches):06d}"
-        self._keys_out[: keys.size].tofile(stem.with_suffix(".keys"))
-        self._users_out[: users.size].tofile(stem.with_suffix(".users"))
-        self._batches.append(_Batch(stem, starts, np.dtype(key_type)))
+        offsets = self._files.keys.tell(), self._files.users.tell()
+        self._keys_out[: keys.size].tofile(self._files.keys)
+        self._users_out[: users.size].tofile(self._files.users)
+        self._batches.append(_SpilledBatch(*offsets, starts, np.dtype(key_type)))
 
     def _spill_numbering(self, layers: pl.DataFrame) -> np.ndarray:
         """Each of ``layers``' rows' number in the spill, new rows numbered after the rest."""
@@ -156,16 +195,18 @@ class UserSpill:
             .to_numpy()
             .astype(np.int64)
         )
-        return SpilledPartial(self.grid, layers, self._batches, order, chunks)
+        self._files.keys.flush()
+        self._files.users.flush()
+        return SpilledPartial(self.grid, layers, self._files, self._batches, order, chunks)
 
 
-def _run_size(batches: list[_Batch], first: int, stop: int) -> int:
+def _run_size(batches: list[_SpilledBatch], first: int, stop: int) -> int:
     return sum(int(batch.starts[stop] - batch.starts[first]) for batch in batches)
 
 
-def _bucket_runs(batches: list[_Batch]) -> list[tuple[int, int]]:
-    """Runs of consecutive buckets of at most :data:`PART_TAPS` taps (one bucket at
-    least), together covering every bucket with taps."""
+def _bucket_runs(batches: list[_SpilledBatch]) -> list[tuple[int, int]]:
+    """Runs of consecutive buckets of at most :data:`PART_TAPS` taps (or one bucket
+    with more), together covering every bucket with taps."""
     sizes = sum((np.diff(b.starts) for b in batches), np.zeros(1 << BUCKET_BITS, np.int64))
     runs, first, taps = [], 0, 0
     for bucket, size in enumerate(sizes.tolist()):
@@ -179,18 +220,26 @@ def _bucket_runs(batches: list[_Batch]) -> list[tuple[int, int]]:
 
 
 def _read_buckets(
-    batches: list[_Batch], first: int, stop: int, keys: np.ndarray, users: np.ndarray
+    files: _SpillFiles,
+    batches: list[_SpilledBatch],
+    first: int,
+    stop: int,
+    keys: np.ndarray,
+    users: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The spilled keys and users of buckets ``first`` to ``stop - 1`` of every batch,
     read into the front of the buffers ``keys`` (int64) and ``users``."""
     at = 0
-    for stem, starts, key_type in batches:
-        offset, size = int(starts[first]), int(starts[stop] - starts[first])
-        keys[at : at + size] = np.fromfile(
-            stem.with_suffix(".keys"), key_type, size, offset=offset * key_type.itemsize
-        )
-        with open(stem.with_suffix(".users"), "rb") as handle:
-            handle.seek(offset * 8)
-            handle.readinto(memoryview(users[at : at + size]).cast("B"))
+    for key_offset, user_offset, starts, key_type in batches:
+        begin, size = int(starts[first]), int(starts[stop] - starts[first])
+        if not size:
+            continue
+        files.keys.seek(key_offset + begin * key_type.itemsize)
+        keys[at : at + size] = np.fromfile(files.keys, key_type, size)
+        files.users.seek(user_offset + begin * 8)
+        read = files.users.readinto(memoryview(users[at : at + size]).cast("B"))
+        if read != size * 8:
+            msg = f"the spill file ends early: {read} of {size * 8} bytes read"
+            raise OSError(msg)
         at += size
     return keys[:at], users[:at]

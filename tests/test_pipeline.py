@@ -168,7 +168,7 @@ def test_unknown_paths_and_types_are_clear_errors(tmp_path):
         aggregate(tmp_path, small_config(), key=KEY)
 
 
-def test_streaming_many_files_merges_in_rounds(tmp_path, demo_taps):
+def test_streaming_many_files_equals_one_run(tmp_path, demo_taps):
     for i, piece in enumerate(demo_taps.iter_slices(2500)):
         piece.write_parquet(tmp_path / f"part-{i:02d}.parquet")
     assert len(list(tmp_path.iterdir())) == 16
