@@ -373,11 +373,11 @@ def _peak_in_fresh_process(tool: str, directory: Path) -> float:
         "print(streaming_peak_mb(sys.argv[1], sys.argv[2]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, tool, str(directory)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", script, tool, str(directory)], capture_output=True, text=True
     )
+    if done.returncode:
+        msg = f"measuring {tool}'s memory in a new process failed:\n{done.stderr[-2000:]}"
+        raise RuntimeError(msg)
     return float(done.stdout.split()[-1])
 
 

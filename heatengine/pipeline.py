@@ -162,10 +162,12 @@ def aggregate(
 def build_partial(
     source: Sources, config: AggregateConfig, *, as_of: datetime, **options: Any
 ) -> tuple[Partial | TapPartial, RowCounts, pl.DataFrame]:
-    """Read, validate and bin: the mergeable partial, row counts and quarantined rows.
+    """Read, validate and bin: the partial, row counts and quarantined rows.
 
     ``options`` are those of :func:`build_piece` (``key``, ``chunks``, ``clock``,
-    ``spill``, ``count_taps``).
+    ``spill``, ``count_taps``). By default the partial is a mergeable
+    :class:`~heatengine.partial.Partial`; with a spill or ``count_taps=False`` it is a
+    :class:`~heatengine.partial.TapPartial` for this run to publish.
     """
     partial, counts, quarantine, coverage = build_piece(source, config, as_of=as_of, **options)
     return partial, with_coverage(counts, coverage, config), quarantine
