@@ -13,7 +13,6 @@ job of counting taps per cell and checked against the same counts.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import statistics
@@ -25,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -255,51 +255,66 @@ def _counts_numpy(taps: pl.DataFrame, config: AggregateConfig) -> np.ndarray:
     return np.bincount(keys)
 
 
-def compare(
-    n_taps: int, *, seed: int = 0, repeat: int = 3, tools: tuple[str, ...] | None = None
-) -> list[Timing]:
-    """Run the job with heatengine and every available peer; check answers; time them."""
-    taps = benchmark_taps(n_taps, seed)
-    config = bench_config()
-    aggregate(taps.head(1000), config)  # compile or load the Numba cache outside the timing
-    timings = []
-    he_timing, result = _time(
-        "heatengine", "exact", n_taps, lambda: aggregate(taps, config), repeat
-    )
-    expected = result.cells
-    timings.append(he_timing)
-    with_coverage = bench_config(consent_coverage=True)
-    timings.append(
-        _time(
-            "heatengine + coverage",
-            "exact",
-            n_taps,
-            lambda: aggregate(taps, with_coverage),
-            repeat,
-        )[0]
-    )
-    peers: dict[str, Callable[[], pl.DataFrame]] = {
-        "polars (screen, cx, cy)": lambda: polars_job(taps, config),
-        "polars (one int key)": lambda: polars_single_key_job(taps, config),
+def in_memory_jobs(config: AggregateConfig) -> dict[str, Callable[[pl.DataFrame], object]]:
+    """Each tool's job on a frame of taps, heatengine first (peers present only when
+    installed)."""
+    with_coverage = replace(config, consent_coverage=True)
+    jobs: dict[str, Callable[[pl.DataFrame], object]] = {
+        "heatengine": lambda taps: aggregate(taps, config),
+        "heatengine + coverage": lambda taps: aggregate(taps, with_coverage),
+        "polars (screen, cx, cy)": lambda taps: polars_job(taps, config),
+        "polars (one int key)": lambda taps: polars_single_key_job(taps, config),
     }
     try:
         import duckdb  # noqa: F401
 
-        peers["duckdb"] = lambda: duckdb_job(taps, config)
+        jobs["duckdb"] = lambda taps: duckdb_job(taps, config)
     except ImportError:
         pass
-    for tool, job in peers.items():
-        if tools and tool.split()[0] not in tools:
+    jobs["numpy bincount"] = lambda taps: _counts_numpy(taps, config)
+    return jobs
+
+
+def memory_peak_mb(tool: str, n_taps: int | str, seed: int | str) -> float:
+    """Peak extra memory (MB) of one run of ``tool`` on the generated taps, after a run
+    on their first thousand rows that loads the JIT cache, thread pools and libraries."""
+    taps = benchmark_taps(int(n_taps), int(seed))
+    job = in_memory_jobs(bench_config())[tool]
+    job(taps.head(1000))
+    with PeakMemory() as memory:
+        job(taps)
+    return memory.extra_mb
+
+
+def compare(
+    n_taps: int, *, seed: int = 0, repeat: int = 3, tools: tuple[str, ...] | None = None
+) -> list[Timing]:
+    """Run the job with heatengine and every available peer; check answers; time them.
+
+    Times are measured in this process; each tool's peak memory in a fresh one
+    (:func:`memory_peak_mb`), so no tool runs on memory an earlier one left behind.
+    ``tools`` limits the peers by their first word (heatengine always runs).
+    """
+    taps = benchmark_taps(n_taps, seed)
+    jobs = in_memory_jobs(bench_config())
+    jobs["heatengine"](taps.head(1000))  # compile or load the Numba cache outside the timing
+    timings, expected, eligible = [], None, None
+    for tool, job in jobs.items():
+        if tools and not tool.startswith("heatengine") and tool.split()[0] not in tools:
             continue
-        _check_equal(tool, job(), expected)
-        timings.append(_time(tool, "exact", n_taps, job, repeat)[0])
-    counts_timing, counts = _time(
-        "numpy bincount", "counts only", n_taps, lambda: _counts_numpy(taps, config), repeat
-    )
-    if int(counts.sum()) != result.stats.rows_eligible:
-        msg = f"numpy counts {int(counts.sum())} taps, heatengine {result.stats.rows_eligible}"
-        raise AssertionError(msg)
-    timings.append(counts_timing)
+        counts_only = tool == "numpy bincount"
+        timing, result = _time(
+            tool, "counts only" if counts_only else "exact", n_taps, partial(job, taps), repeat
+        )
+        if tool == "heatengine":
+            expected, eligible = result.cells, result.stats.rows_eligible
+        elif counts_only and int(result.sum()) != eligible:
+            msg = f"numpy counts {int(result.sum())} taps, heatengine {eligible}"
+            raise AssertionError(msg)
+        elif not counts_only:
+            _check_equal(tool, getattr(result, "cells", result), expected)
+        peak = _peak_in_fresh_process("memory_peak_mb", tool, str(n_taps), str(seed))
+        timings.append(replace(timing, peak_extra_mb=peak))
     return timings
 
 
@@ -354,7 +369,7 @@ STREAMING_JOBS: dict[str, Callable[[Path, AggregateConfig], pl.DataFrame]] = {
 }
 
 
-def streaming_peak_mb(tool: str, directory: Path) -> float:
+def streaming_peak_mb(tool: str, directory: str | os.PathLike[str]) -> float:
     """Peak extra memory (MB) of one streaming run of ``tool`` over ``directory``, after a
     run on two tiny files that loads the JIT cache, thread pools and readers."""
     config, job = bench_config(), STREAMING_JOBS[tool]
@@ -365,18 +380,14 @@ def streaming_peak_mb(tool: str, directory: Path) -> float:
     return memory.extra_mb
 
 
-def _peak_in_fresh_process(tool: str, directory: Path) -> float:
-    """:func:`streaming_peak_mb` in a new Python process: memory that earlier runs left
-    in this process's allocators would hide the later tools' peaks."""
-    script = (
-        "import sys\nfrom heatengine.bench import streaming_peak_mb\n"
-        "print(streaming_peak_mb(sys.argv[1], sys.argv[2]))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, tool, str(directory)], capture_output=True, text=True
-    )
+def _peak_in_fresh_process(function: str, *args: str) -> float:
+    """``heatengine.bench.<function>(*args)`` (a peak in MB) in a new Python process:
+    memory that earlier runs left in this process's allocators would hide the later
+    tools' peaks."""
+    script = f"import sys\nimport heatengine.bench as bench\nprint(bench.{function}(*sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
     if done.returncode:
-        msg = f"measuring {tool}'s memory in a new process failed:\n{done.stderr[-2000:]}"
+        msg = f"measuring memory in a new process failed:\n{done.stderr[-2000:]}"
         raise RuntimeError(msg)
     return float(done.stdout.split()[-1])
 
@@ -396,8 +407,8 @@ def compare_streaming(directory: Path, n_taps: int, *, repeat: int = 1) -> list[
             expected = result
         else:
             _check_equal(tool, result, expected)
-        run = functools.partial(job, directory, config)
+        run = partial(job, directory, config)
         timing, _ = _time(tool, "exact, files", n_taps, run, repeat)
-        peak = _peak_in_fresh_process(tool, directory)
+        peak = _peak_in_fresh_process("streaming_peak_mb", tool, str(directory))
         timings.append(replace(timing, peak_extra_mb=peak))
     return timings
