@@ -150,7 +150,7 @@ def aggregate(
     with spill or contextlib.nullcontext():  # closing the spill frees its files
         partial, counts, quarantine = build_partial(
             source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, spill=spill,
-            count_taps=not _reads_contribution_list(config),
+            count_taps=_reads_contribution_list(config),
         )  # fmt: skip
         heatmaps = publish(
             partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine
