@@ -380,12 +380,26 @@ def streaming_peak_mb(tool: str, directory: str | os.PathLike[str]) -> float:
     return memory.extra_mb
 
 
+#: Allocator settings of the measuring process: freed memory goes back at once (Polars'
+#: jemalloc, glibc), so resident memory follows what is alive. Otherwise pages kept from
+#: generating the taps are reused unseen and every tool looks smaller than it is.
+MEASURING_ALLOCATORS = {
+    "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0",
+    "MALLOC_TRIM_THRESHOLD_": "0",
+}
+
+
 def _peak_in_fresh_process(function: str, *args: str) -> float:
     """``heatengine.bench.<function>(*args)`` (a peak in MB) in a new Python process:
     memory that earlier runs left in this process's allocators would hide the later
     tools' peaks."""
     script = f"import sys\nimport heatengine.bench as bench\nprint(bench.{function}(*sys.argv[1:]))"
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **MEASURING_ALLOCATORS},
+    )
     if done.returncode:
         msg = f"measuring memory in a new process failed:\n{done.stderr[-2000:]}"
         raise RuntimeError(msg)
