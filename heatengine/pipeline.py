@@ -105,7 +105,7 @@ def aggregate(
         :data:`STREAMING_BATCH_ROWS` rows), spilling their taps to disk grouped by
         a hash of the user, then count the spilled taps a part of whole users at a time
         (:mod:`heatengine.spill`): memory is bounded by one slice and one part, not by
-        the input, apart from quarantined rows and consent-coverage pairs. Dominance
+        the input, apart from consent-coverage pairs. Dominance
         rules that can fire, true totals, elements and differential privacy read every
         contribution at once and so load all parts. The
         result is identical to a run without streaming, except that rage-tap bursts
@@ -155,6 +155,8 @@ def aggregate(
         heatmaps = publish(
             partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine
         )
+        if spill is not None:  # the quarantined rows come back once the peak is past
+            heatmaps = replace(heatmaps, quarantine=spill.rows_set_aside())
     clock.lap("suppress and smooth")
     return heatmaps
 
@@ -198,8 +200,10 @@ def build_piece(
     """:func:`build_partial` with the consent-coverage pairs not yet summarised, so the
     pieces of several workers can be combined exactly first.
 
-    With a ``spill``, input files are read one at a time (Parquet files in slices) and
-    their taps spilled to it; otherwise they are read as one
+    With a ``spill``, input files are read one at a time (Parquet files in slices),
+    their taps spilled to it and their quarantined rows set aside there (the quarantine
+    returned is then empty: :meth:`~heatengine.spill.UserSpill.rows_set_aside`);
+    otherwise they are read as one
     and counted into a :class:`~heatengine.partial.Partial`, to store or merge, or with
     ``count_taps=False`` kept as a :class:`~heatengine.partial.TapPartial`, which
     a single run publishes without writing the contribution list.
@@ -230,7 +234,10 @@ def build_piece(
             clock.lap("read and validate")
         for reason, n in batch.reasons.items():
             reasons[reason] += n
-        quarantines.append(batch.quarantine)
+        if spill is None:
+            quarantines.append(batch.quarantine)
+        else:  # on disk until the run is published: they add up with the input
+            spill.set_aside(batch.quarantine)
         rows_in += batch.rows
         rows_eligible += batch.eligible.height
         screens_renamed |= batch.screens_renamed
@@ -263,7 +270,8 @@ def build_piece(
         screens_renamed=len(screens_renamed),
         pii_input=pii_input,
     )
-    return partial, counts, pl.concat(quarantines, how="vertical"), coverage
+    quarantine = pl.concat(quarantines, how="vertical") if quarantines else pl.DataFrame()
+    return partial, counts, quarantine, coverage
 
 
 def publish(

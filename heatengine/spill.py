@@ -12,6 +12,7 @@ and memory is bounded by one part (:data:`PART_TAPS`) rather than by the input.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ class _SpilledBatch(NamedTuple):
 class _SpillFiles(NamedTuple):
     keys: BinaryIO
     users: BinaryIO
+    aside: BinaryIO  # rows set aside (quarantined), one Arrow IPC stream per batch
 
 
 def _unlinked_file(path: Path) -> BinaryIO:
@@ -124,8 +126,10 @@ class UserSpill:
         self._folder = tempfile.TemporaryDirectory(prefix="heatengine-spill-", dir=parent)
         self.directory = Path(self._folder.name)  # made private (0700) by tempfile
         self._files = _SpillFiles(
-            _unlinked_file(self.directory / "keys"), _unlinked_file(self.directory / "users")
+            *(_unlinked_file(self.directory / name) for name in ("keys", "users", "aside"))
         )
+        self._aside: list[tuple[int, int]] = []  # (offset, length) of each stream
+        self._aside_schema: pl.DataFrame | None = None
         self._layers: pl.DataFrame | None = None  # every layer seen, in first-seen order
         self._batches: list[_SpilledBatch] = []
         self._keys_out: np.ndarray | None = None  # write buffers, reused batch after batch
@@ -139,9 +143,27 @@ class UserSpill:
 
     def close(self) -> None:
         """Free the spill files and remove the folder."""
-        self._files.keys.close()
-        self._files.users.close()
+        for handle in self._files:
+            handle.close()
         self._folder.cleanup()
+
+    def set_aside(self, rows: pl.DataFrame) -> None:
+        """Keep ``rows`` (a batch's quarantined rows) on disk until :meth:`rows_set_aside`,
+        so they do not add up in memory while the input streams past."""
+        if self._aside_schema is None:
+            self._aside_schema = rows.clear()
+        if rows.height:
+            start = self._files.aside.seek(0, os.SEEK_END)
+            rows.write_ipc_stream(self._files.aside)
+            self._aside.append((start, self._files.aside.tell() - start))
+
+    def rows_set_aside(self) -> pl.DataFrame:
+        """Every row :meth:`set_aside` kept, in order, as one frame."""
+        frames = [self._aside_schema if self._aside_schema is not None else pl.DataFrame()]
+        for start, length in self._aside:
+            self._files.aside.seek(start)
+            frames.append(pl.read_ipc_stream(io.BytesIO(self._files.aside.read(length))))
+        return pl.concat(frames, how="vertical")
 
     def add(
         self,

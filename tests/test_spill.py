@@ -337,7 +337,9 @@ class _Spy:
             self.files_at_add.append(sorted(spill.directory.iterdir()))
             handles = spill._files
             self.unlinked_at_add.append(
-                all(os.fstat(h.fileno()).st_nlink == 0 and h.tell() > 0 for h in handles)
+                all(os.fstat(h.fileno()).st_nlink == 0 for h in handles)
+                and handles.keys.tell() > 0
+                and handles.users.tell() > 0
             )
 
         monkeypatch.setattr(UserSpill, "finish", spy_finish)
@@ -442,3 +444,15 @@ def test_sigterm_unwinds_the_cli(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         cli._terminate(signal.SIGTERM, None)
     assert stopped.value.code == 128 + signal.SIGTERM
+
+
+def test_rows_set_aside_come_back_in_order(tmp_path):
+    first = pl.DataFrame({"reason": ["a", "b"], "x": [0.1, None]})
+    with UserSpill(GridSpec(2, 2), tmp_path) as spill:
+        spill.set_aside(first.clear())  # an empty batch still gives the schema
+        assert spill.rows_set_aside().equals(first.clear())
+        spill.set_aside(first)
+        spill.set_aside(first.reverse())
+        back = spill.rows_set_aside()
+    assert back.equals(pl.concat([first, first.reverse()]))
+    assert list(tmp_path.iterdir()) == []
