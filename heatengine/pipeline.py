@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,13 +224,13 @@ def build_piece(
     rows_in = rows_eligible = 0
     screens_renamed: set[int] = set()  # a name renamed in two files counts once
     coverage: dict[str, list[CoveragePairs]] = {}
-    for number, lf in enumerate(batches, 1):
-        lf, columns = resolve_columns(lf, config)
+    for number, (raw, columns) in enumerate(_read_ahead(batches, config), 1):
         if columns.user == "user_id" and key is None:
             key = PseudonymKey.from_environment()
             if key is None:
                 raise missing_key_error()
-        batch = _label(lf.collect(), columns, config, as_of)
+        batch = _label(raw, columns, config, as_of)
+        del raw
         if spill is None:
             clock.lap("read and validate")
         for reason, n in batch.reasons.items():
@@ -272,6 +273,29 @@ def build_piece(
     )
     quarantine = pl.concat(quarantines, how="vertical") if quarantines else pl.DataFrame()
     return partial, counts, quarantine, coverage
+
+
+def _read_ahead(
+    batches: list[pl.LazyFrame], config: AggregateConfig
+) -> Iterator[tuple[pl.DataFrame, ResolvedColumns]]:
+    """Each batch read, with its resolved columns; the next one is read in a thread
+    while the caller works on this one (Polars reads without holding the GIL)."""
+
+    def read(lf: pl.LazyFrame) -> tuple[pl.DataFrame, ResolvedColumns]:
+        lf, columns = resolve_columns(lf, config)
+        return lf.collect(), columns
+
+    if len(batches) == 1:
+        yield read(batches[0])
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read, batches[0])
+        for following in [*batches[1:], None]:
+            done = pending.result()
+            if following is not None:
+                pending = reader.submit(read, following)
+            yield done
+            del done
 
 
 def publish(
