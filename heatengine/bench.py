@@ -1,4 +1,7 @@
-"""Compare heatengine with the obvious alternatives on the same data, in one process.
+"""Compare heatengine with the obvious alternatives on the same data.
+
+Times are taken in one process, on the same frame or files; each tool's peak memory is
+measured in a fresh process, so no tool runs on pages an earlier one left behind.
 
 The job: per (screen, cell) of a public grid, exact distinct users and taps with each
 user's taps per cell capped, over rows that pass consent, retention and coordinate
@@ -293,15 +296,24 @@ def compare(
 
     Times are measured in this process; each tool's peak memory in a fresh one
     (:func:`memory_peak_mb`), so no tool runs on memory an earlier one left behind.
-    ``tools`` limits the peers by their first word (heatengine always runs).
+    ``tools`` limits the peers by their first word (heatengine and the numpy counts
+    always run).
     """
+    jobs = {
+        tool: job
+        for tool, job in in_memory_jobs(bench_config()).items()
+        if not tools or tool.startswith("heatengine") or tool == "numpy bincount"
+        or tool.split()[0] in tools
+    }  # fmt: skip
+    # Memory first, one fresh process per tool, while this one holds no taps yet.
+    peaks = {
+        tool: _peak_in_fresh_process("memory_peak_mb", tool, str(n_taps), str(seed))
+        for tool in jobs
+    }
     taps = benchmark_taps(n_taps, seed)
-    jobs = in_memory_jobs(bench_config())
     jobs["heatengine"](taps.head(1000))  # compile or load the Numba cache outside the timing
     timings, expected, eligible = [], None, None
     for tool, job in jobs.items():
-        if tools and not tool.startswith("heatengine") and tool.split()[0] not in tools:
-            continue
         counts_only = tool == "numpy bincount"
         timing, result = _time(
             tool, "counts only" if counts_only else "exact", n_taps, partial(job, taps), repeat
@@ -313,8 +325,7 @@ def compare(
             raise AssertionError(msg)
         elif not counts_only:
             _check_equal(tool, getattr(result, "cells", result), expected)
-        peak = _peak_in_fresh_process("memory_peak_mb", tool, str(n_taps), str(seed))
-        timings.append(replace(timing, peak_extra_mb=peak))
+        timings.append(replace(timing, peak_extra_mb=peaks[tool]))
     return timings
 
 
@@ -381,7 +392,8 @@ def streaming_peak_mb(tool: str, directory: str | os.PathLike[str]) -> float:
 
 
 #: Allocator settings of the measuring process: freed memory goes back at once (Polars'
-#: jemalloc, glibc), so resident memory follows what is alive. Otherwise pages kept from
+#: jemalloc, glibc; DuckDB's own allocator is not told), so resident memory follows
+#: what is alive. Otherwise pages kept from
 #: generating the taps are reused unseen and every tool looks smaller than it is.
 MEASURING_ALLOCATORS = {
     "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0",

@@ -32,8 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heatengine`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = None  # also when the handler was set outside Python: nothing to restore
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -52,13 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         raise
     finally:
-        if in_main_thread:
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
 
 def _terminate(signum: int, frame: object) -> None:
     """SIGTERM unwinds like an exception, so spills, staged stores and locks are
     cleaned up on the way out."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
     print("heatengine: terminated", file=sys.stderr)
     raise SystemExit(128 + signum)
 
@@ -140,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument(
         "--streaming",
         action="store_true",
-        help="read the input a slice at a time and spill the taps to disk by user "
-        "(memory bounded by a slice and one part, not by the input)",
+        help="read the input a batch at a time (Parquet in slices, CSV whole) and spill "
+        "the taps to disk by user: memory bounded by two batches and one part, not by "
+        "the input",
     )
     agg.add_argument(
         "--spill-dir",

@@ -10,7 +10,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,18 +102,21 @@ def aggregate(
     progress
         Called with ``(step, seconds)`` after each step, for logs and progress display.
     streaming
-        Process input files one at a time (large ones in slices of
-        :data:`STREAMING_BATCH_ROWS` rows), spilling their taps to disk grouped by
-        a hash of the user, then count the spilled taps a part of whole users at a time
-        (:mod:`heatengine.spill`): memory is bounded by one slice and one part, not by
-        the input, apart from consent-coverage pairs. Dominance
+        Process the input a batch at a time (Parquet files and frames in slices of
+        :data:`STREAMING_BATCH_ROWS` rows; CSV and NDJSON files, a LazyFrame given,
+        and any file when rage taps are on, whole), spilling the taps to disk grouped
+        by a hash of the user, then count the spilled taps a part of whole users at a
+        time (:mod:`heatengine.spill`): memory is bounded by two batches (the next is
+        read ahead) and one part, not by the input, apart from consent-coverage pairs
+        and the quarantined rows returned at the end. Dominance
         rules that can fire, true totals, elements and differential privacy read every
         contribution at once and so load all parts. The
         result is identical to a run without streaming, except that rage-tap bursts
         (``config.rage_taps``) are found within each file.
     spill_dir
         Where a streaming run spills (a temporary folder inside it, removed at the end;
-        default: the system's temporary folder). It takes about 12 bytes per tap.
+        default: the system's temporary folder). It takes about 12 bytes per tap, plus
+        the quarantined rows.
 
     Returns
     -------
@@ -224,39 +227,43 @@ def build_piece(
     rows_in = rows_eligible = 0
     screens_renamed: set[int] = set()  # a name renamed in two files counts once
     coverage: dict[str, list[CoveragePairs]] = {}
-    for number, (raw, columns) in enumerate(_read_ahead(batches, config), 1):
-        if columns.user == "user_id" and key is None:
-            key = PseudonymKey.from_environment()
-            if key is None:
-                raise missing_key_error()
-        batch = _label(raw, columns, config, as_of)
-        del raw
-        if spill is None:
-            clock.lap("read and validate")
-        for reason, n in batch.reasons.items():
-            reasons[reason] += n
-        if spill is None:
-            quarantines.append(batch.quarantine)
-        else:  # on disk until the run is published: they add up with the input
-            spill.set_aside(batch.quarantine)
-        rows_in += batch.rows
-        rows_eligible += batch.eligible.height
-        screens_renamed |= batch.screens_renamed
-        for what, pairs in (batch.coverage or {}).items():
-            coverage.setdefault(what, []).append(pairs)
-        taps = _binning_inputs(batch, columns, config, key)
-        del batch
-        if spill is None:  # the only batch: the whole input
-            if count_taps:
-                partial = partial_from_taps(config.grid, *taps, chunks)
+    # Closing the reads stops the read ahead when a batch fails.
+    with contextlib.closing(_read_ahead(batches, config)) as reads:
+        for number in range(1, len(batches) + 1):
+            raw, columns = next(reads)  # unpacked, so ``del raw`` frees the batch
+            if columns.user == "user_id" and key is None:
+                key = PseudonymKey.from_environment()
+                if key is None:
+                    raise missing_key_error()
+            batch = _label(raw, columns, config, as_of)
+            del raw
+            if spill is None:
+                clock.lap("read and validate")
+            for reason, n in batch.reasons.items():
+                reasons[reason] += n
+            if spill is None:
+                quarantines.append(batch.quarantine)
+            else:  # on disk until the run is published: they add up with the input
+                spill.set_aside(batch.quarantine)
+            rows_in += batch.rows
+            rows_eligible += batch.eligible.height
+            screens_renamed |= batch.screens_renamed
+            for what, pairs in (batch.coverage or {}).items():
+                coverage.setdefault(what, []).append(pairs)
+            taps = _binning_inputs(batch, columns, config, key)
+            del batch
+            if spill is None:  # the only batch: the whole input
+                if count_taps:
+                    partial = partial_from_taps(config.grid, *taps, chunks)
+                else:
+                    layers, layer, x, y, tokens = taps
+                    keys = cell_keys(config.grid, layers.height, layer, x, y, tokens)
+                    partial = TapPartial(config.grid, layers, keys, tokens, chunks)
+                clock.lap("bin")
             else:
-                layers, layer, x, y, tokens = taps
-                keys = cell_keys(config.grid, layers.height, layer, x, y, tokens)
-                partial = TapPartial(config.grid, layers, keys, tokens, chunks)
-            clock.lap("bin")
-        else:
-            spill.add(*taps)
-            clock.lap(f"batch {number}/{len(batches)}")
+                spill.add(*taps)
+                clock.lap(f"batch {number}/{len(batches)}")
+            del taps  # its coordinates are views that keep the batch's columns alive
     if spill is not None:
         partial = spill.finish(list(config.layer_columns), chunks)
     counts = RowCounts(
@@ -279,7 +286,11 @@ def _read_ahead(
     batches: list[pl.LazyFrame], config: AggregateConfig
 ) -> Iterator[tuple[pl.DataFrame, ResolvedColumns]]:
     """Each batch read, with its resolved columns; the next one is read in a thread
-    while the caller works on this one (Polars reads without holding the GIL)."""
+    while the caller works on this one (Polars reads without holding the GIL).
+
+    Nothing here keeps a batch once it is handed over, so the caller alone decides
+    when it is freed; closing the generator cancels or waits out the read in flight.
+    """
 
     def read(lf: pl.LazyFrame) -> tuple[pl.DataFrame, ResolvedColumns]:
         lf, columns = resolve_columns(lf, config)
@@ -288,14 +299,19 @@ def _read_ahead(
     if len(batches) == 1:
         yield read(batches[0])
         return
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(read, batches[0])
+    reader = ThreadPoolExecutor(max_workers=1)
+    pending: Future | None = reader.submit(read, batches[0])
+    try:
         for following in [*batches[1:], None]:
-            done = pending.result()
-            if following is not None:
-                pending = reader.submit(read, following)
-            yield done
-            del done
+            current = pending
+            pending = None if following is None else reader.submit(read, following)
+            handed = [current.result()]
+            del current  # a finished future holds its result
+            yield handed.pop()
+    finally:
+        if pending is not None:
+            pending.cancel()
+        reader.shutdown(wait=True, cancel_futures=True)
 
 
 def publish(

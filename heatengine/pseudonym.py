@@ -93,14 +93,14 @@ class PseudonymKey:
         """:meth:`digest` of each message, concatenated (32 bytes each): one call for
         many ids, with the per-id work kept to the hashing itself."""
         inner_state, outer_state = self._inner, self._outer
-        out = []
+        out = bytearray()
         for message in messages:
             inner = inner_state.copy()
             inner.update(message)
             outer = outer_state.copy()
             outer.update(inner.digest())
-            out.append(outer.digest())
-        return b"".join(out)
+            out += outer.digest()
+        return bytes(out)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PseudonymKey:

@@ -115,7 +115,8 @@ class UserSpill:
     """Taps written to disk batch by batch, grouped by user bucket.
 
     The spill lives in a new private folder inside ``parent`` (default: the system's
-    temporary folder), in two files removed from it as soon as they are open; closing
+    temporary folder), in three files (keys, users, rows set aside) removed from it as
+    soon as they are open; closing
     the spill (it is a context manager) frees them and removes the folder. Layers are
     numbered in order of first appearance while spilling, and renumbered in sorted
     order when the spill is read (:meth:`finish`).
@@ -123,11 +124,16 @@ class UserSpill:
 
     def __init__(self, grid: GridSpec, parent: str | os.PathLike[str] | None = None) -> None:
         self.grid = grid
-        self._folder = tempfile.TemporaryDirectory(prefix="heatengine-spill-", dir=parent)
-        self.directory = Path(self._folder.name)  # made private (0700) by tempfile
-        self._files = _SpillFiles(
-            *(_unlinked_file(self.directory / name) for name in ("keys", "users", "aside"))
-        )
+        with contextlib.ExitStack() as undo:  # a failed start leaves nothing behind
+            self._folder = tempfile.TemporaryDirectory(prefix="heatengine-spill-", dir=parent)
+            undo.callback(self._folder.cleanup)
+            self.directory = Path(self._folder.name)  # made private (0700) by tempfile
+            handles = []
+            for name in ("keys", "users", "aside"):
+                handles.append(undo.enter_context(_unlinked_file(self.directory / name)))
+            self._files = _SpillFiles(*handles)
+            undo.pop_all()
+        self._closed = False
         self._aside: list[tuple[int, int]] = []  # (offset, length) of each stream
         self._aside_schema: pl.DataFrame | None = None
         self._layers: pl.DataFrame | None = None  # every layer seen, in first-seen order
@@ -142,23 +148,31 @@ class UserSpill:
         self.close()
 
     def close(self) -> None:
-        """Free the spill files and remove the folder."""
-        for handle in self._files:
-            handle.close()
-        self._folder.cleanup()
+        """Free the spill files and remove the folder (each step even if one fails)."""
+        self._closed = True
+        with contextlib.ExitStack() as closing:
+            closing.callback(self._folder.cleanup)  # runs last
+            for handle in self._files:
+                closing.callback(handle.close)
 
     def set_aside(self, rows: pl.DataFrame) -> None:
         """Keep ``rows`` (a batch's quarantined rows) on disk until :meth:`rows_set_aside`,
         so they do not add up in memory while the input streams past."""
         if self._aside_schema is None:
             self._aside_schema = rows.clear()
+        elif rows.schema != self._aside_schema.schema:  # fail now, not after the run
+            msg = f"rows set aside differ in schema: {rows.schema} vs {self._aside_schema.schema}"
+            raise ValueError(msg)
         if rows.height:
             start = self._files.aside.seek(0, os.SEEK_END)
             rows.write_ipc_stream(self._files.aside)
             self._aside.append((start, self._files.aside.tell() - start))
 
     def rows_set_aside(self) -> pl.DataFrame:
-        """Every row :meth:`set_aside` kept, in order, as one frame."""
+        """Every row :meth:`set_aside` kept, in order, as one frame (before closing)."""
+        if self._closed:
+            msg = "the spill is closed: its rows set aside are gone"
+            raise ValueError(msg)
         frames = [self._aside_schema if self._aside_schema is not None else pl.DataFrame()]
         for start, length in self._aside:
             self._files.aside.seek(start)
