@@ -145,7 +145,7 @@ def aggregate(
     as_of = config.as_of or datetime.now(UTC)
     clock = _Clock(progress)
     if spill_dir is not None and not streaming:
-        msg = "spill_dir is used only by streaming runs: pass streaming=True as well"
+        msg = "a spill folder is used only by streaming runs (--streaming, streaming=True)"
         raise HeatengineError(msg)
     if spill_dir is not None and not Path(spill_dir).is_dir():
         msg = f"the spill folder {str(spill_dir)!r} does not exist"
