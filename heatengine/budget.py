@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 from heatengine.atomic import atomic_path
 from heatengine.audit import GENESIS, append_entry, verify_log
+from heatengine.config import _require_real
 from heatengine.errors import HeatengineError, StoreError
 
 if TYPE_CHECKING:
@@ -478,28 +479,12 @@ def _number(value: float) -> str:
     return f"{value:.12g}"
 
 
-def _finite(value: object) -> float | None:
-    """``value`` as a float if it is a finite real number (not a bool), else ``None``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def _require_epsilon(name: str, value: object, error: type[ValueError] = ValueError) -> float:
-    number = _finite(value)
-    if number is None or number <= 0:
-        msg = f"{name} must be a finite number above 0, got {value!r}"
-        raise error(msg)
-    return number
+    return _require_real(name, value, above=0, error=error)
 
 
 def _require_delta(name: str, value: object, error: type[ValueError] = ValueError) -> float:
-    number = _finite(value)
-    if number is None or not 0 <= number < 1:
-        msg = f"{name} must be a finite number from 0 to below 1, got {value!r}"
-        raise error(msg)
-    return number
+    return _require_real(name, value, at_least=0, below=1, error=error)
 
 
 def _require_day(name: str, value: object) -> date:

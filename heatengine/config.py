@@ -7,6 +7,7 @@ second run with the same configuration reproduces the same bytes.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -75,28 +76,70 @@ CANONICAL_COLUMNS = (
 
 
 def _require_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An integer (Python or numpy, not bool) from ``low`` to ``high``, as an ``int``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         msg = f"{name} must be an integer, got {value!r}"
         raise TypeError(msg)
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         msg = f"{name} must be {bound}, got {value}"
         raise ValueError(msg)
-    return value
+    return int(value)
+
+
+def _require_real(
+    name: str,
+    value: object,
+    *,
+    unit: str = "",
+    kind: str = "",
+    above: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+    error: type[Exception] | None = None,
+) -> float:
+    """A finite real number (not bool) within the bounds given, as a float.
+
+    Raises ``TypeError`` for a non-number and ``ValueError`` for one out of bounds, or
+    ``error`` for both when given. ``kind`` names what is wanted in the message
+    (default: a finite number, of ``unit`` if given).
+    """
+    of_unit = f" of {unit}" if unit else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        msg = f"{name} must be a number{of_unit}, got {value!r}"
+        raise (error or TypeError)(msg)
+    number = float(value)
+    low_ok = (above is None or number > above) and (at_least is None or number >= at_least)
+    high_ok = (at_most is None or number <= at_most) and (below is None or number < below)
+    if not (math.isfinite(number) and low_ok and high_ok):
+        msg = f"{name} must be {kind or 'a finite number' + of_unit}"
+        msg += f"{_range_words(above, at_least, at_most, below)}, got {value!r}"
+        raise (error or ValueError)(msg)
+    return number
+
+
+def _range_words(
+    above: float | None, at_least: float | None, at_most: float | None, below: float | None
+) -> str:
+    """`` from 0 to 100``, `` from 0 to below 1``, `` above 0 and at most 100``..."""
+    high = "" if at_most is None else f"at most {at_most:g}"
+    high = high if below is None else f"below {below:g}"
+    if at_least is not None:
+        return (
+            f" from {at_least:g} to {high.removeprefix('at most ')}"
+            if high
+            else (f" at least {at_least:g}")
+        )
+    low = "" if above is None else f"above {above:g}"
+    words = " and ".join(word for word in (low, high) if word)
+    return f" {words}" if words else ""
 
 
 def _require_percent(name: str, value: object, *, allow_zero: bool) -> float:
-    """A finite number in ``[0, 100]`` (or ``(0, 100]``), returned as a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{name} must be a number of percent, got {value!r}"
-        raise TypeError(msg)
-    number = float(value)
-    low_ok = number >= 0 if allow_zero else number > 0
-    if not (math.isfinite(number) and low_ok and number <= 100):
-        bound = "from 0 to 100" if allow_zero else "above 0 and at most 100"
-        msg = f"{name} must be a percentage {bound}, got {value}"
-        raise ValueError(msg)
-    return number
+    """A percentage in ``[0, 100]`` (or ``(0, 100]``), as a float."""
+    low = {"at_least": 0} if allow_zero else {"above": 0}
+    return _require_real(name, value, unit="percent", kind="a percentage", at_most=100, **low)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,15 @@ import numpy as np
 import polars as pl
 from numba import njit, prange
 
-from heatengine.config import MAX_COUNT_OPTION, NJIT, NJIT_PARALLEL, GridSpec, Measure
+from heatengine.config import (
+    MAX_COUNT_OPTION,
+    NJIT,
+    NJIT_PARALLEL,
+    GridSpec,
+    Measure,
+    _require_int,
+    _require_real,
+)
 from heatengine.errors import HeatengineError
 
 if TYPE_CHECKING:
@@ -83,26 +91,6 @@ def opendp_prelude() -> ModuleType:
 
 
 # --------------------------------------------------------------------------- policy
-
-
-def _require_number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{name} must be a number, got {value!r}"
-        raise TypeError(msg)
-    if not math.isfinite(value):
-        msg = f"{name} must be finite, got {value}"
-        raise ValueError(msg)
-    return float(value)
-
-
-def _require_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        msg = f"{name} must be an integer, got {value!r}"
-        raise TypeError(msg)
-    if not low <= value <= high:
-        msg = f"{name} must be between {low} and {high}, got {value}"
-        raise ValueError(msg)
-    return int(value)
 
 
 def _require_screens(value: object) -> tuple[str, ...] | None:
@@ -187,22 +175,13 @@ class DPPolicy:
     select_screens: bool = True
 
     def __post_init__(self) -> None:
-        epsilon = _require_number("epsilon", self.epsilon)
-        if epsilon <= 0:
-            msg = f"epsilon must be > 0, got {self.epsilon}"
-            raise ValueError(msg)
-        delta = _require_number("delta", self.delta)
-        if not 0 <= delta < 1:
-            msg = f"delta must satisfy 0 <= delta < 1, got {self.delta}"
-            raise ValueError(msg)
+        epsilon = _require_real("epsilon", self.epsilon, above=0)
+        delta = _require_real("delta", self.delta, at_least=0, below=1)
         _require_int("max_cells_per_user", self.max_cells_per_user, 1, MAX_COUNT_OPTION)
         _require_int("max_taps_per_cell", self.max_taps_per_cell, 1, MAX_COUNT_OPTION)
         _require_int("max_screens_per_user", self.max_screens_per_user, 1, MAX_COUNT_OPTION)
         _require_int("bounding_seed", self.bounding_seed, 0, MAX_SEED)
-        share = _require_number("selection_share", self.selection_share)
-        if not 0 < share < 1:
-            msg = f"selection_share must satisfy 0 < selection_share < 1, got {share}"
-            raise ValueError(msg)
+        share = _require_real("selection_share", self.selection_share, above=0, below=1)
         if self.noise not in ("laplace", "gaussian"):
             msg = f"noise must be 'laplace' or 'gaussian', got {self.noise!r}"
             raise ValueError(msg)

@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 from numba import njit, prange
 
-from heatengine.config import NJIT_PARALLEL, GridSpec
+from heatengine.config import NJIT_PARALLEL, GridSpec, _require_int
 from heatengine.errors import HeatengineError, SchemaError
 from heatengine.kernels import chunk_bounds, distinct_users_per_group
 from heatengine.partial import (
@@ -619,8 +619,8 @@ def element_engagement(
     if not isinstance(partial, Partial):
         msg = f"partial must be a Partial, got {type(partial).__name__}"
         raise TypeError(msg)
-    _require_count("cap", cap)
-    _require_count("k", k)
+    _require_int("cap", cap, 1)
+    _require_int("k", k, 1)
     table = validate_elements(elements)
     layers = partial.layers
     _check_layer_columns(layers)
@@ -714,15 +714,6 @@ def _without_small_nested_differences(
             if inner < outer and keep[a] and keep[b] and 0 < users[a] - users[b] < k:
                 keep[b] = False
     return keep
-
-
-def _require_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        msg = f"{name} must be an integer, got {value!r}"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"{name} must be at least 1, got {value}"
-        raise ValueError(msg)
 
 
 def _check_layer_columns(layers: pl.DataFrame) -> None:

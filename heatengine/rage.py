@@ -33,7 +33,6 @@ the first tap) and is not a rage tap unless a burst starts with it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,7 +40,7 @@ import numpy as np
 import polars as pl
 from numba import njit, prange
 
-from heatengine.config import NJIT_PARALLEL, _require_int
+from heatengine.config import NJIT_PARALLEL, _require_int, _require_real
 from heatengine.errors import SchemaError
 
 __all__ = ["RagePolicy", "mark_rage_taps", "rage_taps"]
@@ -51,19 +50,6 @@ MAX_WINDOW_SECONDS = 86_400.0
 #: Default aspect ratio, height / width, of a 390 x 844 px phone.
 PHONE_ASPECT = 844 / 390
 MICROSECONDS = 1_000_000
-
-
-def _require_positive(name: str, value: object, unit: str, high: float | None = None) -> float:
-    """A finite number above 0 (and at most ``high``), returned as a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{name} must be a number of {unit}, got {value!r}"
-        raise TypeError(msg)
-    number = float(value)
-    if not (math.isfinite(number) and number > 0 and (high is None or number <= high)):
-        bound = "above 0" if high is None else f"above 0 and at most {high:g}"
-        msg = f"{name} must be a finite number of {unit} {bound}, got {value}"
-        raise ValueError(msg)
-    return number
 
 
 @dataclass(frozen=True)
@@ -106,13 +92,16 @@ class RagePolicy:
     aspect: float = PHONE_ASPECT
 
     def __post_init__(self) -> None:
-        window = _require_positive(
-            "window_seconds", self.window_seconds, "seconds", MAX_WINDOW_SECONDS
-        )
+        window = _require_real(
+            "window_seconds", self.window_seconds, unit="seconds", above=0,
+            at_most=MAX_WINDOW_SECONDS,
+        )  # fmt: skip
         object.__setattr__(self, "window_seconds", window)
-        object.__setattr__(self, "radius", _require_positive("radius", self.radius, "widths"))
+        object.__setattr__(
+            self, "radius", _require_real("radius", self.radius, unit="widths", above=0)
+        )
         _require_int("min_taps", self.min_taps, 2)
-        aspect = _require_positive("aspect", self.aspect, "heights per width")
+        aspect = _require_real("aspect", self.aspect, unit="heights per width", above=0)
         object.__setattr__(self, "aspect", aspect)
 
     @property
