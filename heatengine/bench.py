@@ -121,16 +121,17 @@ class PeakMemory:
         return (self.peak - self._start) / 1e6
 
 
-def _time(tool: str, job: str, taps: int, run: Callable[[], object], repeat: int):
-    times, result, peak = [], None, 0.0
+def _time(
+    tool: str, job: str, taps: int, run: Callable[[], object], repeat: int, peak_mb: float
+) -> tuple[Timing, object]:
+    """Best and median of ``repeat`` runs; memory is measured elsewhere (``peak_mb``),
+    in a fresh process, so no sampling thread runs beside the timed code."""
+    times, result = [], None
     for _ in range(repeat):
-        with PeakMemory() as memory:
-            start = time.perf_counter()
-            result = run()
-            times.append(time.perf_counter() - start)
-        peak = max(peak, memory.extra_mb)
-    timing = Timing(tool, job, min(times), statistics.median(times), peak, taps)
-    return timing, result
+        start = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - start)
+    return Timing(tool, job, min(times), statistics.median(times), peak_mb, taps), result
 
 
 def _eligible_filter(config: AggregateConfig) -> pl.Expr:
@@ -315,9 +316,8 @@ def compare(
     timings, expected, eligible = [], None, None
     for tool, job in jobs.items():
         counts_only = tool == "numpy bincount"
-        timing, result = _time(
-            tool, "counts only" if counts_only else "exact", n_taps, partial(job, taps), repeat
-        )
+        kind = "counts only" if counts_only else "exact"
+        timing, result = _time(tool, kind, n_taps, partial(job, taps), repeat, peaks[tool])
         if tool == "heatengine":
             expected, eligible = result.cells, result.stats.rows_eligible
         elif counts_only and int(result.sum()) != eligible:
@@ -325,7 +325,7 @@ def compare(
             raise AssertionError(msg)
         elif not counts_only:
             _check_equal(tool, getattr(result, "cells", result), expected)
-        timings.append(replace(timing, peak_extra_mb=peaks[tool]))
+        timings.append(timing)
     return timings
 
 
@@ -433,8 +433,7 @@ def compare_streaming(directory: Path, n_taps: int, *, repeat: int = 1) -> list[
             expected = result
         else:
             _check_equal(tool, result, expected)
-        run = partial(job, directory, config)
-        timing, _ = _time(tool, "exact, files", n_taps, run, repeat)
         peak = _peak_in_fresh_process("streaming_peak_mb", tool, str(directory))
-        timings.append(replace(timing, peak_extra_mb=peak))
+        run = partial(job, directory, config)
+        timings.append(_time(tool, "exact, files", n_taps, run, repeat, peak)[0])
     return timings

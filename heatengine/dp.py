@@ -50,6 +50,7 @@ from heatengine.config import (
     _require_real,
 )
 from heatengine.errors import HeatengineError
+from heatengine.partial import users_per_layer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -410,16 +411,6 @@ def bounded_sums(partial: Partial, policy: DPPolicy, measure: Measure) -> np.nda
     bounded = bound_partial(partial, policy)
     users, taps = bounded.cell_totals(policy.max_taps_per_cell)
     return taps if measure == "taps" else users
-
-
-def _users_per_layer(bounded: Partial) -> np.ndarray:
-    """Distinct users with at least one kept cell, per layer (int64)."""
-    layer = bounded.keys // bounded.grid.cells
-    order = np.lexsort((bounded.users, layer))
-    layer, users = layer[order], bounded.users[order]
-    first = np.ones(layer.size, np.bool_)
-    first[1:] = (layer[1:] != layer[:-1]) | (users[1:] != users[:-1])
-    return np.bincount(layer[first], minlength=bounded.layers.height).astype(np.int64)
 
 
 def _check_measure(measure: object) -> None:
@@ -801,7 +792,8 @@ def dp_release(
     bounded = bound_partial(partial, policy)
     users, taps = bounded.cell_totals(policy.max_taps_per_cell)
     sums = taps if measure == "taps" else users
-    per_layer = _users_per_layer(bounded)
+    # Distinct users with at least one kept cell, per layer.
+    per_layer = users_per_layer(bounded, np.arange(bounded.layers.height), None, None)
 
     numbered = partial.layers.with_row_index("__layer")
     is_public = numbered.join(public, on=columns, how="semi", nulls_equal=True)["__layer"]

@@ -24,6 +24,7 @@ from heatengine.kernels import (
     layer_cell_keys,
     merge_sorted_contributions,
     published_user_groups,
+    renumber_key_layers,
     tap_cell_totals,
 )
 
@@ -324,8 +325,8 @@ def merge_partials(parts: Sequence[Partial], chunks: int | None = None) -> Parti
         )
         keys = part.keys
         if not np.array_equal(mapping, np.arange(mapping.size)):  # else keys stay as they are
-            layer, cell = np.divmod(keys, grid.cells)
-            keys = mapping[layer] * grid.cells + cell
+            keys = keys.copy()
+            renumber_key_layers(keys, mapping, grid.cells)
         lists.append((keys, part.users, part.taps))
     n_parts = 4 * (chunks or default_chunks())
     while len(lists) > 1:  # pairwise rounds: each entry is copied log2(len(parts)) times
