@@ -64,12 +64,19 @@ def _key(key_file: str | None) -> PseudonymKey | None:
 
 def _piece_of_file(plan: FilePlan, config: AggregateConfig, key_file: str | None) -> Piece:
     _use_worker_threads()
-    return build_piece(plan.scan(), config, as_of=config.as_of, key=_key(key_file))
+    return _counted(build_piece(plan.scan(), config, as_of=config.as_of, key=_key(key_file)))
 
 
 def _piece_of_frame(frame: Any, config: AggregateConfig, key_file: str | None) -> Piece:
     _use_worker_threads()
-    return build_piece(pl.from_pandas(frame), config, as_of=config.as_of, key=_key(key_file))
+    piece = build_piece(pl.from_pandas(frame), config, as_of=config.as_of, key=_key(key_file))
+    return _counted(piece)
+
+
+def _counted(piece: tuple) -> Piece:
+    """A worker's piece with its taps counted into a partial that merges."""
+    taps, *rest = piece
+    return (taps.whole(), *rest)
 
 
 def _merge(first: Piece, second: Piece) -> Piece:

@@ -33,7 +33,7 @@ from heatengine.errors import HeatengineError, QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches, scan_slices
 from heatengine.layers import code_layers, distinct_codes, used_layers
-from heatengine.partial import Partial, TapPartial, cell_keys, partial_from_taps, users_per_layer
+from heatengine.partial import Partial, TapPartial, cell_keys, users_per_layer
 from heatengine.pii import input_summary, scan_input
 from heatengine.privacy import SuppressionStats, suppress_sparse_cells
 from heatengine.pseudonym import (
@@ -152,10 +152,11 @@ def aggregate(
         raise HeatengineError(msg)
     spill = UserSpill(config.grid, spill_dir) if streaming else None
     with spill or contextlib.nullcontext():  # closing the spill frees its files
-        partial, counts, quarantine = build_partial(
-            source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, spill=spill,
-            count_taps=_reads_contribution_list(config),
-        )  # fmt: skip
+        # Taps stay uncounted: publishing counts them only if a step needs the list.
+        partial, counts, quarantine, coverage = build_piece(
+            source, config, as_of=as_of, key=key, chunks=chunks, clock=clock, spill=spill
+        )
+        counts = with_coverage(counts, coverage, config)
         heatmaps = publish(
             partial, counts, config, as_of=as_of, chunks=chunks, quarantine=quarantine
         )
@@ -167,16 +168,13 @@ def aggregate(
 
 def build_partial(
     source: Sources, config: AggregateConfig, *, as_of: datetime, **options: Any
-) -> tuple[Partial | TapPartial, RowCounts, pl.DataFrame]:
-    """Read, validate and bin: the partial, row counts and quarantined rows.
+) -> tuple[Partial, RowCounts, pl.DataFrame]:
+    """Read, validate and bin: the mergeable partial, row counts and quarantined rows.
 
-    ``options`` are those of :func:`build_piece` (``key``, ``chunks``, ``clock``,
-    ``spill``, ``count_taps``). By default the partial is a mergeable
-    :class:`~heatengine.partial.Partial`; with a spill or ``count_taps=False`` it is a
-    :class:`~heatengine.partial.TapPartial` for this run to publish.
+    ``options`` are those of :func:`build_piece` (``key``, ``chunks``, ``clock``).
     """
     partial, counts, quarantine, coverage = build_piece(source, config, as_of=as_of, **options)
-    return partial, with_coverage(counts, coverage, config), quarantine
+    return partial.whole(options.get("chunks")), with_coverage(counts, coverage, config), quarantine
 
 
 def with_coverage(
@@ -199,18 +197,16 @@ def build_piece(
     chunks: int | None = None,
     clock: _Clock | None = None,
     spill: UserSpill | None = None,
-    count_taps: bool = True,
-) -> tuple[Partial | TapPartial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
+) -> tuple[TapPartial, RowCounts, pl.DataFrame, dict[str, list[CoveragePairs]]]:
     """:func:`build_partial` with the consent-coverage pairs not yet summarised, so the
     pieces of several workers can be combined exactly first.
 
     With a ``spill``, input files are read one at a time (Parquet files in slices),
     their taps spilled to it and their quarantined rows set aside there (the quarantine
     returned is then empty: :meth:`~heatengine.spill.UserSpill.rows_set_aside`);
-    otherwise they are read as one
-    and counted into a :class:`~heatengine.partial.Partial`, to store or merge, or with
-    ``count_taps=False`` kept as a :class:`~heatengine.partial.TapPartial`, which
-    a single run publishes without writing the contribution list.
+    otherwise they are read as one. Either way the taps are not yet counted
+    (:class:`~heatengine.partial.TapPartial`): ``.whole()`` counts them into a
+    :class:`~heatengine.partial.Partial` to store or merge.
     """
     clock = clock or _Clock(None)
     # Personal data in any column, dropped ones included, on a sample: for the record.
@@ -253,12 +249,9 @@ def build_piece(
             taps = _binning_inputs(batch, columns, config, key)
             del batch
             if spill is None:  # the only batch: the whole input
-                if count_taps:
-                    partial = partial_from_taps(config.grid, *taps, chunks)
-                else:
-                    layers, layer, x, y, tokens = taps
-                    keys = cell_keys(config.grid, layers.height, layer, x, y, tokens)
-                    partial = TapPartial(config.grid, layers, keys, tokens, chunks)
+                layers, layer, x, y, tokens = taps
+                keys = cell_keys(config.grid, layers.height, layer, x, y, tokens)
+                partial = TapPartial(config.grid, layers, keys, tokens, chunks)
                 clock.lap("bin")
             else:
                 spill.add(*taps)
