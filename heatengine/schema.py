@@ -127,9 +127,10 @@ def resolve_columns(
             f"--assume-consent). Columns present: {_listing(names)}"
         )
         raise SchemaError(msg)
-    # session_id is kept in the run for consent coverage per session only: it never
-    # reaches a partial, the quarantine file or any output.
-    kept = [*required, user] + (["consent"] if has_consent else []) + [SESSION]
+    # session_id is read for consent coverage per session only, and only when that is
+    # measured: it never reaches a partial, the quarantine file or any output.
+    sessions = [SESSION] if has_consent and config.consent_coverage else []
+    kept = [*required, user] + (["consent"] if has_consent else []) + sessions
     kept = [name for name in names if name in kept]
     dropped = tuple(sorted(set(names) - set(kept)))
     return lf.select(kept), ResolvedColumns(user, has_consent, tuple(kept), dropped)
