@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from heatengine.config import NJIT, NJIT_PARALLEL, DominanceRule, _require_int, _require_percent
+from heatengine.kernels import _count_distinct
 
 #: Largest ``n`` an (n, k) rule may name; real rules use 1 to 3, and the kernel keeps
 #: ``n`` values per non-empty cell.
@@ -79,12 +80,7 @@ def _distinct_users(users, entry_start, chosen, count):
         for e in range(entry_start[chosen[j]], entry_start[chosen[j] + 1]):
             pooled[at] = users[e]
             at += 1
-    pooled.sort()
-    distinct = 0
-    for e in range(size):
-        if e == 0 or pooled[e] != pooled[e - 1]:
-            distinct += 1
-    return distinct
+    return _count_distinct(pooled)
 
 
 @njit(**NJIT_PARALLEL)
