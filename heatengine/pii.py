@@ -102,8 +102,11 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+_NOT_ASCII_DIGIT = re.compile(r"[^0-9]+")
+
+
 def _ascii_digits(text: str) -> str:
-    return "".join(ch for ch in text if "0" <= ch <= "9")
+    return _NOT_ASCII_DIGIT.sub("", text)
 
 
 _LOCAL_PART = re.compile(r"[A-Za-z0-9._%+\-]{1,64}")
@@ -218,6 +221,8 @@ def _card_length_fits(digits: str) -> bool:
     n = len(digits)
     if digits[0] == "4":  # Visa
         return n in (13, 16, 19)
+    if digits[0] not in "2356":  # no other brand starts with these
+        return False
     two, three, four, six = (int(digits[:k]) for k in (2, 3, 4, 6))
     if 51 <= two <= 55 or 2221 <= four <= 2720:  # Mastercard
         return n == 16
@@ -231,6 +236,8 @@ def _card_length_fits(digits: str) -> bool:
 
 
 def _is_card(candidate: str) -> bool:
+    if candidate.isascii() and candidate.isdigit():  # most candidates: no separators
+        return 13 <= len(candidate) <= 19 and _card_length_fits(candidate) and luhn_valid(candidate)
     digits = _ascii_digits(candidate)
     separators = {ch for ch in candidate if ch in " -"}
     if len(separators) > 1 or not 13 <= len(digits) <= 19:
