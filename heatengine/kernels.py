@@ -134,6 +134,52 @@ def count_contributions(
     return out_keys, out_users, out_taps
 
 
+#: Groups up to this size are counted in a hash table of twice as many slots; larger
+#: ones (a busy cell) are sorted in place.
+HASHED_GROUP_MAX = 4096
+_FIBONACCI = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: spreads small tokens
+
+
+@njit(**NJIT)
+def _hashed_distinct_capped(group, cap, slot_users, slot_taps, slot_stamp, stamp):
+    """Distinct values of ``group`` and the sum over them of ``min(occurrences, cap)``.
+
+    The scratch table's slots belong to this group where ``slot_stamp == stamp``, so it
+    is never cleared between groups. Needs ``2 * group.size <= slot_users.size``.
+    """
+    bits = 1
+    while (1 << bits) < 2 * group.size:
+        bits += 1
+    mask = (1 << bits) - 1
+    shift = np.uint64(64 - bits)
+    distinct, capped = 0, 0
+    for user in group:
+        slot = np.int64((user * _FIBONACCI) >> shift)
+        while slot_stamp[slot] == stamp and slot_users[slot] != user:
+            slot = (slot + 1) & mask
+        if slot_stamp[slot] != stamp:
+            slot_stamp[slot], slot_users[slot], slot_taps[slot] = stamp, user, 0
+            distinct += 1
+        slot_taps[slot] += 1
+        if slot_taps[slot] <= cap:
+            capped += 1
+    return distinct, capped
+
+
+@njit(**NJIT)
+def _sorted_distinct_capped(group, cap):
+    """As :func:`_hashed_distinct_capped`, by sorting ``group`` in place."""
+    group.sort()
+    distinct, capped, run = 0, 0, 0
+    for i in range(group.size):
+        if i > 0 and group[i] != group[i - 1]:
+            distinct += 1
+            capped += min(run, cap)
+            run = 0
+        run += 1
+    return distinct + 1, capped + min(run, cap)
+
+
 @njit(**NJIT_PARALLEL)
 def tap_cell_totals(
     keys: np.ndarray,
@@ -147,25 +193,30 @@ def tap_cell_totals(
     """Distinct users and capped taps per key straight from one row per tap.
 
     The same figures as :func:`count_contributions` followed by :func:`cell_totals`,
-    without writing the contribution list: each key's users are grouped, sorted and
-    run-length counted in place. ``users_out`` and ``taps_out`` (int64, length
-    ``n_keys``) are *added to*, so disjoint sets of users accumulate.
+    without writing the contribution list: each key's users are grouped, then counted
+    in a small hash table (a busy key's are sorted instead: bounded scratch memory).
+    ``users_out`` and ``taps_out`` (int64, length ``n_keys``) are *added to*, so
+    disjoint sets of users accumulate.
     """
     key_start, grouped = _group_by_key(keys, users, n_keys, n_chunks)
-    for k in prange(n_keys):
-        start, stop = key_start[k], key_start[k + 1]
-        if start == stop:
-            continue
-        grouped[start:stop].sort()
-        distinct, capped, run = 0, 0, 0
-        for i in range(start, stop):
-            if i > start and grouped[i] != grouped[i - 1]:
-                distinct += 1
-                capped += min(run, cap)
-                run = 0
-            run += 1
-        users_out[k] += distinct + 1
-        taps_out[k] += capped + min(run, cap)
+    n_blocks = 8 * n_chunks  # several blocks a thread: busy keys cluster (popular layers)
+    blocks = chunk_bounds(n_keys, n_blocks)
+    for b in prange(n_blocks):
+        slot_users = np.empty(2 * HASHED_GROUP_MAX, np.uint64)
+        slot_taps = np.empty(2 * HASHED_GROUP_MAX, np.int64)
+        slot_stamp = np.full(2 * HASHED_GROUP_MAX, -1, np.int64)
+        for k in range(blocks[b], blocks[b + 1]):
+            group = grouped[key_start[k] : key_start[k + 1]]
+            if group.size == 0:
+                continue
+            if group.size <= HASHED_GROUP_MAX:
+                distinct, capped = _hashed_distinct_capped(
+                    group, cap, slot_users, slot_taps, slot_stamp, k
+                )
+            else:
+                distinct, capped = _sorted_distinct_capped(group, cap)
+            users_out[k] += distinct
+            taps_out[k] += capped
 
 
 @njit(**NJIT)

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from heatengine.kernels import (
+    HASHED_GROUP_MAX,
     cell_totals,
     count_contributions,
     layer_cell_keys,
@@ -103,6 +104,35 @@ def test_tap_cell_totals_match_polars_and_add_up(case, chunks, cap, start):
     np.testing.assert_array_equal(users_out[7::1000], expected_users)
     np.testing.assert_array_equal(taps_out[7::1000], expected_taps)
     assert users_out.sum() == expected_users.sum()
+
+
+@settings(deadline=None, max_examples=10)
+@given(st.integers(0, 2**32), st.integers(1, 3), st.integers(1, 5))
+def test_tap_cell_totals_of_busy_keys_match_polars(seed, chunks, cap):
+    """Keys with more taps than the hash table takes are sorted instead; tokens that share
+    their top bits and a key of one repeated user probe the table's collisions."""
+    rng = np.random.default_rng(seed)
+    busy = HASHED_GROUP_MAX + int(rng.integers(1, 3000))
+    keys = np.concatenate(
+        [
+            np.zeros(busy, np.int64),  # busier than the table: sorted
+            np.full(HASHED_GROUP_MAX, 1, np.int64),  # exactly the table's limit
+            rng.integers(2, 60, 3000),  # small groups
+            np.full(500, 60, np.int64),  # one user, many taps
+        ]
+    )
+    tokens = rng.integers(0, 2**64, 400, dtype=np.uint64)
+    tokens[:200] = np.arange(200, dtype=np.uint64) << np.uint64(40)  # same top bits
+    users = rng.choice(tokens, keys.size)
+    users[-500:] = tokens[0]
+    order = rng.permutation(keys.size)
+    keys, users = keys[order], users[order]
+    n_keys = 64
+    expected_users, expected_taps = expected_totals(keys, users, cap, n_keys)
+    users_out, taps_out = np.zeros(n_keys, np.int64), np.zeros(n_keys, np.int64)
+    tap_cell_totals(keys, users, n_keys, cap, chunks, users_out, taps_out)
+    np.testing.assert_array_equal(users_out, expected_users)
+    np.testing.assert_array_equal(taps_out, expected_taps)
 
 
 @settings(deadline=None, max_examples=150)
