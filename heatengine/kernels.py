@@ -27,6 +27,18 @@ def chunk_bounds(n: int, n_chunks: int) -> np.ndarray:
     return bounds
 
 
+@njit(**NJIT)
+def count_values(values: np.ndarray, size: int) -> np.ndarray:
+    """How often each of ``0 .. size - 1`` occurs in ``values`` (all within that range).
+
+    ``np.bincount`` without its copy of small integer codes to 8-byte integers.
+    """
+    counts = np.zeros(size, np.int64)
+    for v in values:
+        counts[v] += 1
+    return counts
+
+
 @njit(**NJIT_PARALLEL)
 def layer_cell_keys(
     layer: np.ndarray, x: np.ndarray, y: np.ndarray, columns: int, rows: int, out: np.ndarray
@@ -252,21 +264,42 @@ def _rehash(table_first, table_second, table_code, capacity):
     return first, second, code
 
 
-@njit(**NJIT)
-def first_occurrences(first_hash: np.ndarray, second_hash: np.ndarray, codes: np.ndarray):
-    """Number the distinct ``(first_hash, second_hash)`` pairs in order of first appearance.
-
-    ``codes[i]`` receives the number of row ``i``'s pair. Returns the row where each
-    number first appears, so callers look at one row per distinct value. With two
-    independent 64-bit hashes per value, two values share a number only when both hashes
-    collide, which is negligible (about 2**-128 per pair of values).
-    """
+def new_pair_numbering() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """An empty numbering state for :func:`number_pairs`: hash table (first, second,
+    code), first rows and count."""
     capacity = 1024
-    first = np.zeros(capacity, np.uint64)
-    second = np.zeros(capacity, np.uint64)
-    code = np.full(capacity, -1, np.int64)
-    rows = np.empty(64, np.int64)
-    n_codes = 0
+    return (
+        np.zeros(capacity, np.uint64),
+        np.zeros(capacity, np.uint64),
+        np.full(capacity, -1, np.int64),
+        np.empty(64, np.int64),
+        0,
+    )
+
+
+@njit(**NJIT)
+def number_pairs(
+    first_hash: np.ndarray,
+    second_hash: np.ndarray,
+    codes: np.ndarray,
+    offset: int,
+    first: np.ndarray,
+    second: np.ndarray,
+    code: np.ndarray,
+    rows: np.ndarray,
+    n_codes: int,
+):
+    """Go on numbering distinct ``(first_hash, second_hash)`` pairs in order of first
+    appearance, for rows ``offset, offset + 1, ...`` of a longer column.
+
+    ``codes[i]`` receives the number of the pair at ``i``. The state (hash table
+    ``first``, ``second``, ``code``; the first row of each number in ``rows[:n_codes]``)
+    comes from :func:`new_pair_numbering` or the previous call, and the updated state is
+    returned, so a column is numbered a slice at a time with the same result as at once.
+    With two independent 64-bit hashes per value, two values share a number only when
+    both hashes collide, which is negligible (about 2**-128 per pair of values).
+    """
+    capacity = code.size
     for i in range(first_hash.size):
         a, b = first_hash[i], second_hash[i]
         slot = np.int64(a & np.uint64(capacity - 1))
@@ -278,12 +311,24 @@ def first_occurrences(first_hash: np.ndarray, second_hash: np.ndarray, codes: np
         first[slot], second[slot], code[slot] = a, b, n_codes
         if n_codes == rows.size:
             rows = np.concatenate((rows, np.empty(rows.size, np.int64)))
-        rows[n_codes] = i
+        rows[n_codes] = offset + i
         codes[i] = n_codes
         n_codes += 1
         if 2 * n_codes > capacity:  # keep the table at most half full
             capacity *= 2
             first, second, code = _rehash(first, second, code, capacity)
+    return first, second, code, rows, n_codes
+
+
+def first_occurrences(
+    first_hash: np.ndarray, second_hash: np.ndarray, codes: np.ndarray
+) -> np.ndarray:
+    """Number the distinct ``(first_hash, second_hash)`` pairs in order of first appearance.
+
+    ``codes[i]`` receives the number of row ``i``'s pair. Returns the row where each
+    number first appears, so callers look at one row per distinct value.
+    """
+    *_, rows, n_codes = number_pairs(first_hash, second_hash, codes, 0, *new_pair_numbering())
     return rows[:n_codes].copy()
 
 

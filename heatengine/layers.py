@@ -3,7 +3,7 @@
 A screen column holds millions of rows but a few hundred distinct names, which may be
 routes or URLs (cleaned by :mod:`heatengine.routes`, so ids and e-mails in paths become
 placeholders and one screen does not become one layer per user). Rows are
-numbered by a pair of 64-bit hashes in one pass (:func:`heatengine.kernels.first_occurrences`);
+numbered by a pair of 64-bit hashes, a slice at a time (:func:`heatengine.kernels.number_pairs`);
 only the distinct values are cleaned (blank screens, segment text) and sorted, and the
 numbers are then mapped to positions in the sorted layer table.
 """
@@ -18,7 +18,7 @@ import polars as pl
 
 from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
-from heatengine.kernels import first_occurrences
+from heatengine.kernels import count_values, new_pair_numbering, number_pairs
 from heatengine.routes import clean_routes
 from heatengine.schema import clean_layer_values, clean_screen_names
 
@@ -27,14 +27,22 @@ HASH_SEEDS = (0x5EED, 0xC0FFEE)
 #: Above this many possible layer combinations per row, occupied ones are found by
 #: sorting rather than by a table indexed by combination.
 SPARSE_COMBINATIONS_PER_ROW = 4
+#: Rows hashed at once when numbering values: bounds the hashes' memory (32 MB).
+HASH_SLICE_ROWS = 2**21
+_INT32_MAX = 2**31 - 1
 
 
-def distinct_codes(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
+def distinct_codes(
+    values: pl.Series, slice_rows: int = HASH_SLICE_ROWS
+) -> tuple[np.ndarray, pl.Series]:
     """Number equal values (nulls included) in order of first appearance.
+
+    Values are hashed ``slice_rows`` at a time, which bounds the memory the hashes take;
+    the numbers do not depend on it.
 
     Returns
     -------
-    codes : int64 array, one per row
+    codes : int32 array (int64 past 2**31 rows), one per row
     distinct : the first row of each number, in number order
 
     Examples
@@ -43,10 +51,15 @@ def distinct_codes(values: pl.Series) -> tuple[np.ndarray, pl.Series]:
     >>> codes.tolist(), distinct.to_list()
     ([0, 1, 0, 2], ['b', 'a', None])
     """
-    first, second = (values.hash(seed=seed).to_numpy() for seed in HASH_SEEDS)
-    codes = np.empty(values.len(), np.int64)
-    rows = first_occurrences(first, second, codes)
-    return codes, values.gather(rows)
+    n = values.len()
+    codes = np.empty(n, np.int32 if n <= _INT32_MAX else np.int64)
+    state = new_pair_numbering()
+    for start in range(0, n, slice_rows):  # two 8-byte hashes a row, a slice at a time
+        part = values.slice(start, slice_rows)
+        first, second = (part.hash(seed=seed).to_numpy() for seed in HASH_SEEDS)
+        state = number_pairs(first, second, codes[start : start + part.len()], start, *state)
+    *_, rows, n_codes = state
+    return codes, values.gather(rows[:n_codes])
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ class LayerCodes:
     layers
         Sorted distinct layer rows (``screen`` and segments, cleaned text).
     layer
-        int64 per row: position in ``layers``, or -1 where the screen is missing.
+        int32 per row: position in ``layers``, or -1 where the screen is missing.
     screens_renamed
         In-run hashes of the distinct screen names that route cleaning changed.
     """
@@ -73,8 +86,10 @@ def used_layers(layers: pl.DataFrame, layer: np.ndarray) -> tuple[pl.DataFrame, 
 
     Layers seen only in excluded or quarantined rows leave no trace in a partial.
     """
-    used = np.bincount(layer, minlength=layers.height) > 0
-    renumber = np.cumsum(used) - 1
+    used = count_values(layer, layers.height) > 0
+    if used.all():  # the usual case: nothing to renumber
+        return layers, layer
+    renumber = (np.cumsum(used) - 1).astype(np.int32)
     return layers.filter(pl.Series(used)), renumber[layer]
 
 
@@ -110,7 +125,7 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
             )
             .get_column("rank")
             .fill_null(-1)
-            .cast(pl.Int64)
+            .cast(pl.Int32)
             .to_numpy()
         )
         ranks.append(position[codes])
@@ -142,4 +157,4 @@ def _combine(ranks: list[np.ndarray], names: list[pl.Series]) -> tuple[pl.DataFr
         rest, digit = np.divmod(rest, size)
         columns[name.name] = name.gather(digit)
     ordered = {name.name: columns[name.name] for name in names}
-    return pl.DataFrame(ordered), layer.astype(np.int64)
+    return pl.DataFrame(ordered), layer.astype(np.int32)

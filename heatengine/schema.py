@@ -34,6 +34,8 @@ REASON_CODE = "reason_code"
 REASON_CODES = {
     reason: code for code, reason in enumerate(EXCLUSION_REASONS + QUARANTINE_REASONS, 1)
 }
+#: Quarantine reasons follow the exclusion reasons: every code from this one on.
+FIRST_QUARANTINE_CODE = len(EXCLUSION_REASONS) + 1
 MISSING_SEGMENT = "(missing)"
 #: Per-row layer number column (negative: no screen), added before reasons are given.
 LAYER = "layer"

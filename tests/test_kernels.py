@@ -12,6 +12,7 @@ from heatengine.kernels import (
     HASHED_GROUP_MAX,
     cell_totals,
     count_contributions,
+    count_values,
     layer_cell_keys,
     merge_sorted_contributions,
     tap_cell_totals,
@@ -30,7 +31,9 @@ def taps(draw, max_layers=3, max_rows=400):
     layers = draw(st.integers(1, max_layers))
     x = draw(hnp.arrays(np.float64, n, elements=coordinates))
     y = draw(hnp.arrays(np.float64, n, elements=coordinates))
-    layer = draw(hnp.arrays(np.int64, n, elements=st.integers(0, layers - 1)))
+    # int32 as the pipeline numbers layers, int64 as merges and tests may
+    dtype = draw(st.sampled_from([np.int32, np.int64]))
+    layer = draw(hnp.arrays(dtype, n, elements=st.integers(0, layers - 1)))
     users = draw(hnp.arrays(np.uint64, n, elements=st.sampled_from([0, 1, 2, 7, 2**63, 2**64 - 1])))
     return columns, rows, layers, layer, x, y, users
 
@@ -188,3 +191,15 @@ def test_single_cell_counts_users_once_and_caps_taps():
     cell_totals(out[0], out[2], 5, users_out, taps_out)
     assert users_out.tolist() == [3]
     assert taps_out.tolist() == [1 + 5 + 2]
+
+
+@given(
+    st.sampled_from([np.uint8, np.int32, np.int64]),
+    st.integers(1, 12),
+    st.data(),
+)
+def test_count_values_matches_numpy_bincount(dtype, size, data):
+    values = data.draw(hnp.arrays(dtype, st.integers(0, 300), elements=st.integers(0, size - 1)))
+    counts = count_values(values, size)
+    assert counts.dtype == np.int64
+    assert counts.tolist() == np.bincount(values, minlength=size).tolist()

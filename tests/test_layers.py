@@ -19,9 +19,12 @@ from heatengine.kernels import (
     _count_distinct,
     distinct_users_per_group,
     first_occurrences,
+    new_pair_numbering,
+    number_pairs,
     published_user_groups,
 )
 from heatengine.layers import (
+    HASH_SLICE_ROWS,
     SPARSE_COMBINATIONS_PER_ROW,
     code_layers,
     distinct_codes,
@@ -172,6 +175,21 @@ def test_first_occurrences_across_several_rehashes(seed, n_distinct, stride):
     second = (values % 2).astype(np.uint64)  # pairs 2k, 2k + 1 differ only in `second`
     check_first_occurrences(first, second)
     assert np.unique(values).size == n_distinct
+    check_numbering_in_slices(first, second, slice_rows=int(rng.integers(1, 700)))
+
+
+def check_numbering_in_slices(first: np.ndarray, second: np.ndarray, slice_rows: int) -> None:
+    """number_pairs resumed slice by slice (the table growing between calls) numbers
+    every row as first_occurrences does at once."""
+    codes = np.full(first.size, -7, np.int32)
+    state = new_pair_numbering()
+    for start in range(0, first.size, slice_rows):
+        end = start + slice_rows
+        state = number_pairs(first[start:end], second[start:end], codes[start:end], start, *state)
+    *_, rows, n_codes = state
+    at_once = np.empty(first.size, np.int64)
+    assert rows[:n_codes].tolist() == first_occurrences(first, second, at_once).tolist()
+    assert codes.tolist() == at_once.tolist()
 
 
 def test_pairs_differing_only_in_the_second_hash_get_different_codes():
@@ -196,13 +214,15 @@ TEXT = st.sampled_from(["home", "a", " a", "a ", "", "  ", "Home", "é", "x y"])
 
 
 def check_distinct_codes(series: pl.Series) -> None:
-    codes, distinct = distinct_codes(series)
     expected_codes, expected_rows = first_appearance_numbers(series.to_list())
-    assert codes.dtype == np.int64
-    assert codes.tolist() == expected_codes
-    assert distinct.name == series.name
-    assert distinct.dtype == series.dtype
-    assert distinct.to_list() == series.gather(expected_rows).to_list()
+    # Hashed at once, and a few rows at a time: the numbering goes on across slices.
+    for slice_rows in (HASH_SLICE_ROWS, 1, 3, 7):
+        codes, distinct = distinct_codes(series, slice_rows)
+        assert codes.dtype == np.int32
+        assert codes.tolist() == expected_codes
+        assert distinct.name == series.name
+        assert distinct.dtype == series.dtype
+        assert distinct.to_list() == series.gather(expected_rows).to_list()
 
 
 @given(st.lists(TEXT | st.text(max_size=3), max_size=80))
@@ -295,7 +315,7 @@ def check_code_layers(df: pl.DataFrame, segments: tuple[str, ...]) -> None:
 
     cleaned = cleaned_layer_frame(df, layer_columns)
     missing = cleaned["screen"].is_null().to_numpy()
-    assert coded.layer.dtype == np.int64
+    assert coded.layer.dtype == np.int32
     assert coded.layer.shape == (df.height,)
     np.testing.assert_array_equal(coded.layer < 0, missing)
     assert (coded.layer[missing] == -1).all()
