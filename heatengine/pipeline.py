@@ -405,6 +405,8 @@ def _code_user_ids(raw: pl.DataFrame, columns: ResolvedColumns) -> _UserIds | No
         .cast(pl.Int32)
         .to_numpy()
     )  # fmt: skip
+    if np.array_equal(position, np.arange(position.size)):  # clean ids, none missing
+        return _UserIds(codes, ids)
     return _UserIds(position[codes], ids)
 
 
