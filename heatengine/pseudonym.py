@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from heatengine.errors import HeatengineError
+from heatengine.hmac_tokens import hmac_sha256_prefixes
 
 KEY_ENV_VAR = "HEATENGINE_KEY"
 MIN_KEY_BYTES = 32
@@ -46,7 +46,7 @@ class PseudonymKey:
     PseudonymKey(epoch='...', secret=<redacted>)
     """
 
-    __slots__ = ("_inner", "_outer", "_secret")
+    __slots__ = ("_pads", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if not isinstance(secret, bytes | bytearray):
@@ -60,14 +60,12 @@ class PseudonymKey:
             )
             raise HeatengineError(msg)
         self._secret = bytes(secret)
-        # HMAC's padded-key hash states, computed once: each digest then copies them
-        # instead of hashing the key again (twice as fast over many distinct ids).
+        # HMAC's padded key blocks (RFC 2104), for the token kernel.
         block = self._secret
-        if len(block) > SHA256_BLOCK:  # RFC 2104: long keys are hashed first
+        if len(block) > SHA256_BLOCK:  # long keys are hashed first
             block = hashlib.sha256(block).digest()
-        block = block.ljust(SHA256_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        block = np.frombuffer(block.ljust(SHA256_BLOCK, b"\0"), np.uint8)
+        self._pads = (block ^ np.uint8(0x36), block ^ np.uint8(0x5C))
 
     @property
     def epoch(self) -> str:
@@ -85,22 +83,17 @@ class PseudonymKey:
         raise TypeError(msg)
 
     def digest(self, message: bytes) -> bytes:
-        """HMAC-SHA256 of ``message`` under this key (32 bytes), equal to
-        :func:`hmac_sha256` (RFC 2104), from the precomputed padded-key states."""
-        return self.digests([message])
+        """HMAC-SHA256 of ``message`` under this key (32 bytes), as :func:`hmac_sha256`."""
+        return hmac_sha256(self._secret, message)
 
-    def digests(self, messages: Iterable[bytes]) -> bytes:
-        """:meth:`digest` of each message, concatenated (32 bytes each): one call for
-        many ids, with the per-id work kept to the hashing itself."""
-        inner_state, outer_state = self._inner, self._outer
-        out = bytearray()
-        for message in messages:
-            inner = inner_state.copy()
-            inner.update(message)
-            outer = outer_state.copy()
-            outer.update(inner.digest())
-            out += outer.digest()
-        return bytes(out)
+    def token_prefixes(self, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """The first 8 bytes, big-endian, of :meth:`digest` of each message, computed in
+        parallel (:func:`heatengine.hmac_tokens.hmac_sha256_prefixes`).
+
+        Message ``i`` is ``data[offsets[i]:offsets[i + 1]]`` (``data`` uint8, ``offsets``
+        int64, starting at 0 and never decreasing).
+        """
+        return hmac_sha256_prefixes(*self._pads, data, offsets)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PseudonymKey:
@@ -138,9 +131,11 @@ def pseudonymise_ids(ids: pl.Series, key: PseudonymKey) -> np.ndarray:
 
     Integers are hashed as their decimal text, so ``42`` and ``"42"`` share a token.
     """
-    digests = key.digests(text.encode() for text in ids.cast(pl.String).to_list())
-    # A token is each digest's first 8 bytes, read big-endian.
-    return np.frombuffer(digests, ">u8")[::4].astype(np.uint64)
+    text = ids.cast(pl.String)
+    data = np.frombuffer(b"".join(text.cast(pl.Binary).to_list()), np.uint8)
+    offsets = np.zeros(text.len() + 1, np.int64)
+    np.cumsum(text.str.len_bytes().to_numpy(), out=offsets[1:])
+    return key.token_prefixes(data, offsets)  # a token is a digest's first 8 bytes
 
 
 def tokens_from_text(tokens: pl.Series) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given
@@ -56,15 +57,31 @@ def test_hmac_matches_rfc_4231(key, message, expected):
     assert hmac_sha256(key, message).hex() == expected
 
 
-def test_pseudonym_key_uses_rfc_4231_hmac():
+def prefixes_of(key: PseudonymKey, messages: list[bytes]) -> list[int]:
+    data = np.frombuffer(b"".join(messages), np.uint8)
+    offsets = np.cumsum([0, *map(len, messages)], dtype=np.int64)
+    return key.token_prefixes(data, offsets).tolist()
+
+
+def test_token_kernel_and_digest_use_rfc_4231_hmac():
     for key, message, expected in RFC_4231:
         if len(key) >= 32:  # the vectors with keys a PseudonymKey accepts, 131 bytes too
             assert PseudonymKey(key).digest(message).hex() == expected
+            assert prefixes_of(PseudonymKey(key), [message]) == [int(expected[:16], 16)]
 
 
-@given(st.binary(min_size=32, max_size=200), st.binary(max_size=300))
-def test_pseudonym_key_digest_equals_hmac_for_any_key_and_message(key, message):
-    assert PseudonymKey(key).digest(message) == hmac_sha256(key, message)
+# Lengths where SHA-256's padding changes: 55 bytes fit one block with the length field,
+# 56 need a second; the kernel hashes the key block first, so these are message lengths.
+BOUNDARY_LENGTHS = st.sampled_from([0, 1, 54, 55, 56, 57, 63, 64, 65, 119, 120, 128])
+
+
+@given(
+    st.binary(min_size=32, max_size=200),
+    st.lists(st.binary(max_size=300) | BOUNDARY_LENGTHS.map(lambda n: b"\xa5" * n), max_size=40),
+)
+def test_token_kernel_equals_hashlib_hmac_for_any_key_and_messages(key, messages):
+    expected = [int.from_bytes(hmac_sha256(key, m)[:8], "big") for m in messages]
+    assert prefixes_of(PseudonymKey(key), messages) == expected
 
 
 def test_tokens_are_the_first_eight_bytes_of_the_hmac_of_each_distinct_id():
@@ -72,6 +89,10 @@ def test_tokens_are_the_first_eight_bytes_of_the_hmac_of_each_distinct_id():
     tokens = pseudonymise_ids(pl.Series(["alice", "bob"]), key)
     expected = [int.from_bytes(hmac_sha256(LONG_KEY, n)[:8], "big") for n in (b"alice", b"bob")]
     assert tokens.tolist() == expected
+    # Text is hashed as UTF-8, a token per id in order, empty and non-ASCII ids too.
+    ids = ["é" * 40, "", "x" * 500, "日本"]
+    expected = [int.from_bytes(hmac_sha256(LONG_KEY, n.encode())[:8], "big") for n in ids]
+    assert pseudonymise_ids(pl.Series(ids), key).tolist() == expected
     integer_tokens = pseudonymise_ids(pl.Series([42]), key)
     assert integer_tokens.tolist() == pseudonymise_ids(pl.Series(["42"]), key).tolist()
 
