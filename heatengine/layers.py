@@ -11,6 +11,7 @@ numbers are then mapped to positions in the sorted layer table.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,8 @@ def distinct_codes(
     """Number equal values (nulls included) in order of first appearance.
 
     Values are hashed ``slice_rows`` at a time, which bounds the memory the hashes take;
-    the numbers do not depend on it.
+    the numbers do not depend on it. The next slice is hashed in a thread while this one
+    is numbered (Polars hashes on one core, and the numbering kernel releases the GIL).
 
     Returns
     -------
@@ -54,10 +56,20 @@ def distinct_codes(
     n = values.len()
     codes = np.empty(n, np.int32 if n <= _INT32_MAX else np.int64)
     state = new_pair_numbering()
-    for start in range(0, n, slice_rows):  # two 8-byte hashes a row, a slice at a time
+
+    def hashes(start: int) -> tuple[np.ndarray, np.ndarray]:
         part = values.slice(start, slice_rows)
         first, second = (part.hash(seed=seed).to_numpy() for seed in HASH_SEEDS)
-        state = number_pairs(first, second, codes[start : start + part.len()], start, *state)
+        return first, second
+
+    starts = range(0, n, slice_rows)
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        following = hasher.submit(hashes, 0) if len(starts) > 1 else None
+        for start in starts:
+            first, second = hashes(start) if following is None else following.result()
+            later = start + slice_rows
+            following = hasher.submit(hashes, later) if later < n else None
+            state = number_pairs(first, second, codes[start : start + first.size], start, *state)
     *_, rows, n_codes = state
     return codes, values.gather(rows[:n_codes])
 
