@@ -51,14 +51,15 @@ def coverage_pairs(
     ----------
     layers
         The batch's layer table; ``layer`` indexes it.
-    layer, code : int64 arrays, one per counted row
+    layer, code : integer arrays, one per counted row
         Layer and dense person number (``0 <= code < keys.size``).
     keys : uint64 array
         Run-stable key of each person number.
     consented : bool array, one per counted row
     """
     n_people = max(keys.size, 1)
-    pair = layer * n_people + code
+    # int64 whatever the inputs: layers times people can pass 2**31 in a large batch.
+    pair = layer.astype(np.int64) * n_people + code
     seen = _distinct(pair)
     consenting = np.zeros(seen.size, bool)
     consenting[np.searchsorted(seen, _distinct(pair[consented]))] = True

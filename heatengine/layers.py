@@ -28,7 +28,8 @@ HASH_SEEDS = (0x5EED, 0xC0FFEE)
 #: Above this many possible layer combinations per row, occupied ones are found by
 #: sorting rather than by a table indexed by combination.
 SPARSE_COMBINATIONS_PER_ROW = 4
-#: Rows hashed at once when numbering values: bounds the hashes' memory (32 MB).
+#: Rows hashed at once when numbering values: bounds the hashes' memory (32 MB a slice,
+#: two slices at a time: the next is hashed while this one is numbered).
 HASH_SLICE_ROWS = 2**21
 _INT32_MAX = 2**31 - 1
 
@@ -94,7 +95,8 @@ class LayerCodes:
 
 
 def used_layers(layers: pl.DataFrame, layer: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
-    """Only the layers some row uses, and ``layer`` (all >= 0) renumbered to match.
+    """Only the layers some row uses, and ``layer`` (all >= 0) renumbered to match
+    (``layer`` itself, not a copy, when every layer is used).
 
     Layers seen only in excluded or quarantined rows leave no trace in a partial.
     """
@@ -150,7 +152,8 @@ def _combine(ranks: list[np.ndarray], names: list[pl.Series]) -> tuple[pl.DataFr
     """Layers of several columns: mixed-radix combinations, in lexicographic order."""
     sizes = [max(len(n), 1) for n in names]
     missing = ranks[0] < 0
-    combined = np.where(missing, 0, ranks[0])
+    # int64: the ranks are int32, and the combinations of several columns can pass 2**31.
+    combined = np.where(missing, 0, ranks[0]).astype(np.int64)
     for rank, size in zip(ranks[1:], sizes[1:], strict=True):
         combined = combined * size + rank
     possible = math.prod(sizes)

@@ -261,7 +261,7 @@ def partial_from_taps(
         The public grid.
     layers
         Sorted distinct layer rows; ``layer`` indexes into it.
-    layer : int64 array
+    layer : int32 or int64 array
     x, y : float64 arrays in [0, 1]
     users : uint64 array of pseudonymous tokens
     chunks

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 
+from heatengine.coverage import coverage_pairs
 from heatengine.pipeline import aggregate
 from tests.factory import AS_OF, KEY, small_config, taps_frame
 
@@ -71,6 +73,20 @@ def test_streaming_files_count_each_person_once(tmp_path):
     one = aggregate(frame, small_config(k=5), key=KEY).stats.consent_coverage
     streamed = aggregate(tmp_path, small_config(k=5), key=KEY, streaming=True)
     assert streamed.stats.consent_coverage == one
+
+
+def test_coverage_pairs_of_more_layers_times_people_than_32_bits_hold():
+    # 1,000 layers and 3M people: a (layer, person) pair number passes 2**31, while the
+    # pipeline hands over int32 layers and person numbers.
+    n_layers, n_people = 1000, 3_000_000
+    layers = pl.DataFrame({"screen": [f"s{i:04d}" for i in range(n_layers)]})
+    layer = np.array([999, 999, 0, 715], np.int32)
+    code = np.array([2_999_999, 2_999_999, 5, 2_999_999], np.int32)
+    keys = np.arange(n_people, dtype=np.uint64) + np.uint64(10)
+    pairs = coverage_pairs(layers, layer, code, keys, np.array([True, False, False, True]))
+    assert pairs.layer.tolist() == [0, 715, 999]
+    assert pairs.person.tolist() == [15, 3_000_009, 3_000_009]
+    assert pairs.consented.tolist() == [False, True, True]
 
 
 def test_coverage_can_be_switched_off_and_needs_a_consent_column():

@@ -368,6 +368,22 @@ def test_code_layers_sparse_combinations_take_the_sorting_path():
     check_code_layers(df.with_columns(screen=pl.lit("one")), ("platform", "version"))
 
 
+def test_code_layers_number_more_combinations_than_32_bits_hold():
+    # 1,300 rows, each with its own value in three columns: 1,300**3 (2.2e9) possible
+    # combinations, past 2**31. Each column's ranks are int32; their combination is not.
+    n = 1300
+    rng = np.random.default_rng(5)
+    df = pl.DataFrame(
+        {
+            "screen": [f"s{i:04d}" for i in rng.permutation(n)],
+            "platform": [f"p{i:04d}" for i in rng.permutation(n)],
+            "version": [f"v{i:04d}" for i in rng.permutation(n)],
+        }
+    )
+    assert n**3 > 2**31
+    check_code_layers(df, ("platform", "version"))
+
+
 def test_code_layers_dense_combinations_take_the_table_path():
     rng = np.random.default_rng(4)
     n = 400
