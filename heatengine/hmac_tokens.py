@@ -120,29 +120,30 @@ def hmac_sha256_prefixes(
     """
     inner_start, outer_start = _state_after(inner_pad), _state_after(outer_pad)
     n = offsets.size - 1
-    longest = 0
-    for i in range(n):
-        longest = max(longest, offsets[i + 1] - offsets[i])
-    padded_size = (longest + 9 + 63) // 64 * 64  # message, 0x80, 8-byte length
     out = np.empty(n, np.uint64)
     n_blocks = max(1, min(n, 64))
     bounds = np.linspace(0, n, n_blocks + 1).astype(np.int64)
     for part in prange(n_blocks):
         w = np.empty(64, np.uint64)
-        padded = np.zeros(padded_size, np.uint8)
+        tail = np.empty(128, np.uint8)  # the last partial block, padding and length
         state = np.empty(8, np.uint64)
         for i in range(bounds[part], bounds[part + 1]):
             start, length = offsets[i], offsets[i + 1] - offsets[i]
-            size = (length + 9 + 63) // 64 * 64
-            padded[:size] = 0
-            padded[:length] = data[start : start + length]
-            padded[length] = 0x80
+            state[:] = inner_start
+            whole = length // 64
+            for block in range(whole):  # whole blocks straight from the data
+                _load_words(data, start + 64 * block, w)
+                _compress(state, w)
+            rest = length - 64 * whole
+            tail_size = 64 if rest + 9 <= 64 else 128
+            tail[:tail_size] = 0
+            tail[:rest] = data[start + 64 * whole : start + length]
+            tail[rest] = 0x80
             bits = (64 + length) * 8  # the key block came first
             for j in range(8):
-                padded[size - 1 - j] = (bits >> (8 * j)) & 0xFF
-            state[:] = inner_start
-            for block in range(0, size, 64):
-                _load_words(padded, block, w)
+                tail[tail_size - 1 - j] = (bits >> (8 * j)) & 0xFF
+            for block in range(0, tail_size, 64):
+                _load_words(tail, block, w)
                 _compress(state, w)
             # Outer hash: the 32-byte inner digest, 0x80, and the length (64 + 32) * 8.
             w[:8] = state

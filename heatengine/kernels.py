@@ -29,12 +29,15 @@ def chunk_bounds(n: int, n_chunks: int) -> np.ndarray:
 
 @njit(**NJIT)
 def count_values(values: np.ndarray, size: int) -> np.ndarray:
-    """How often each of ``0 .. size - 1`` occurs in ``values`` (all within that range).
+    """How often each of ``0 .. size - 1`` occurs in ``values``.
 
-    ``np.bincount`` without its copy of small integer codes to 8-byte integers.
+    ``np.bincount`` without its copy of small integer codes to 8-byte integers. Raises
+    ``ValueError`` for a value outside the range, rather than count into other memory.
     """
     counts = np.zeros(size, np.int64)
     for v in values:
+        if v < 0 or v >= size:
+            raise ValueError("count_values: a value lies outside [0, size)")
         counts[v] += 1
     return counts
 
@@ -150,6 +153,9 @@ def count_contributions(
 #: ones (a busy cell) are sorted in place.
 HASHED_GROUP_MAX = 4096
 _FIBONACCI = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: spreads small tokens
+#: Blocks of keys that tap_cell_totals counts in parallel, each with its own scratch table
+#: (192 KiB): enough for any thread count this runs on.
+SCRATCH_BLOCKS = 64
 
 
 @njit(**NJIT)
@@ -211,7 +217,9 @@ def tap_cell_totals(
     disjoint sets of users accumulate.
     """
     key_start, grouped = _group_by_key(keys, users, n_keys, n_chunks)
-    n_blocks = 8 * n_chunks  # several blocks a thread: busy keys cluster (popular layers)
+    # Many blocks, whatever the chunks the counting sort could afford: busy keys cluster
+    # in popular layers, and every thread should find work. Each block has its scratch.
+    n_blocks = max(1, min(SCRATCH_BLOCKS, n_keys // 1024))
     blocks = chunk_bounds(n_keys, n_blocks)
     for b in prange(n_blocks):
         slot_users = np.empty(2 * HASHED_GROUP_MAX, np.uint64)

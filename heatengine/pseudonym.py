@@ -91,9 +91,25 @@ class PseudonymKey:
         parallel (:func:`heatengine.hmac_tokens.hmac_sha256_prefixes`).
 
         Message ``i`` is ``data[offsets[i]:offsets[i + 1]]`` (``data`` uint8, ``offsets``
-        int64, starting at 0 and never decreasing).
+        int64, never decreasing, within ``data``).
+
+        Raises
+        ------
+        ValueError
+            The arrays have other types, or the offsets do not describe slices of ``data``.
         """
-        return hmac_sha256_prefixes(*self._pads, data, offsets)
+        data, offsets = np.asarray(data), np.asarray(offsets)
+        if data.dtype != np.uint8 or data.ndim != 1 or offsets.dtype != np.int64:
+            msg = "data must be a one-dimensional uint8 array and offsets an int64 array"
+            raise ValueError(msg)
+        within = offsets.size > 0 and offsets[0] >= 0 and offsets[-1] <= data.size
+        if offsets.ndim != 1 or not within or np.any(np.diff(offsets) < 0):
+            msg = (
+                "offsets must hold at least one value, never decrease and lie within the "
+                f"{data.size:,} bytes of data"
+            )
+            raise ValueError(msg)
+        return hmac_sha256_prefixes(*self._pads, data, np.ascontiguousarray(offsets))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> PseudonymKey:

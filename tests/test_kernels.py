@@ -112,25 +112,29 @@ def test_tap_cell_totals_match_polars_and_add_up(case, chunks, cap, start):
 @settings(deadline=None, max_examples=10)
 @given(st.integers(0, 2**32), st.integers(1, 3), st.integers(1, 5))
 def test_tap_cell_totals_of_busy_keys_match_polars(seed, chunks, cap):
-    """Keys with more taps than the hash table takes are sorted instead; tokens that share
-    their top bits and a key of one repeated user probe the table's collisions."""
+    """Keys with more taps than the hash table takes are sorted instead. A key at the
+    table's limit with nearly every user distinct fills it half full, so probes run into
+    occupied slots; structured tokens and a key of one repeated user are counted too."""
     rng = np.random.default_rng(seed)
     busy = HASHED_GROUP_MAX + int(rng.integers(1, 3000))
     keys = np.concatenate(
         [
             np.zeros(busy, np.int64),  # busier than the table: sorted
             np.full(HASHED_GROUP_MAX, 1, np.int64),  # exactly the table's limit
-            rng.integers(2, 60, 3000),  # small groups
+            rng.integers(2, 5000, 3000),  # small groups, over several parallel blocks
             np.full(500, 60, np.int64),  # one user, many taps
         ]
     )
     tokens = rng.integers(0, 2**64, 400, dtype=np.uint64)
-    tokens[:200] = np.arange(200, dtype=np.uint64) << np.uint64(40)  # same top bits
+    tokens[:200] = np.arange(200, dtype=np.uint64) << np.uint64(40)  # structured
     users = rng.choice(tokens, keys.size)
+    at_limit = slice(busy, busy + HASHED_GROUP_MAX)
+    users[at_limit] = rng.integers(0, 2**64, HASHED_GROUP_MAX, dtype=np.uint64)
+    users[busy : busy + 50] = users[busy + 50 : busy + 100]  # and a few repeats
     users[-500:] = tokens[0]
     order = rng.permutation(keys.size)
     keys, users = keys[order], users[order]
-    n_keys = 64
+    n_keys = 5000  # 4 blocks of keys, each with its scratch table
     expected_users, expected_taps = expected_totals(keys, users, cap, n_keys)
     users_out, taps_out = np.zeros(n_keys, np.int64), np.zeros(n_keys, np.int64)
     tap_cell_totals(keys, users, n_keys, cap, chunks, users_out, taps_out)
@@ -203,3 +207,9 @@ def test_count_values_matches_numpy_bincount(dtype, size, data):
     counts = count_values(values, size)
     assert counts.dtype == np.int64
     assert counts.tolist() == np.bincount(values, minlength=size).tolist()
+
+
+@pytest.mark.parametrize("outside", [-1, 3])
+def test_count_values_refuses_values_outside_the_range(outside):
+    with pytest.raises(ValueError, match="outside"):
+        count_values(np.array([0, outside, 1], np.int64), 3)

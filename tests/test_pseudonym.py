@@ -84,6 +84,30 @@ def test_token_kernel_equals_hashlib_hmac_for_any_key_and_messages(key, messages
     assert prefixes_of(PseudonymKey(key), messages) == expected
 
 
+def test_token_kernel_reuses_its_scratch_across_many_messages_of_falling_length():
+    # More messages than the kernel's 64 parallel blocks, longest first: each block hashes
+    # several, so a longer message's padding left in the scratch would change the next.
+    key = PseudonymKey(LONG_KEY)
+    messages = [bytes([i % 251]) * (300 - i) for i in range(300)]
+    expected = [int.from_bytes(hmac_sha256(LONG_KEY, m)[:8], "big") for m in messages]
+    assert prefixes_of(key, messages) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "offsets"),
+    [
+        (np.zeros(4, np.uint8), np.array([0, 5], np.int64)),  # past the data
+        (np.zeros(4, np.uint8), np.array([0, 3, 2], np.int64)),  # decreasing
+        (np.zeros(4, np.uint8), np.array([-1, 2], np.int64)),  # before the data
+        (np.zeros(4, np.uint8), np.array([], np.int64)),  # not even a start
+        (np.zeros(4, np.int64), np.array([0, 2], np.int64)),  # not bytes
+    ],
+)
+def test_token_kernel_refuses_offsets_that_do_not_slice_the_data(data, offsets):
+    with pytest.raises(ValueError, match=r"data|offsets"):
+        PseudonymKey(LONG_KEY).token_prefixes(data, offsets)
+
+
 def test_tokens_are_the_first_eight_bytes_of_the_hmac_of_each_distinct_id():
     key = PseudonymKey(LONG_KEY)
     tokens = pseudonymise_ids(pl.Series(["alice", "bob"]), key)
