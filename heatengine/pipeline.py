@@ -74,6 +74,8 @@ COVERAGE_SEED = 0xC0FE
 #: memory does not follow the size of the largest file (except with rage taps, found
 #: per file; see :func:`heatengine.io.scan_slices`).
 STREAMING_BATCH_ROWS = 2**20
+#: Fewest rows per slice worth evaluating an expression on its own thread.
+PARALLEL_SLICE_MIN_ROWS = 2**16
 
 
 def aggregate(
@@ -422,7 +424,8 @@ def _label(
         labelled = labelled.with_columns(pl.Series(USER_CODE, ids.code))
         user = USER_CODE
     missing_user = None if ids is None else pl.col(USER_CODE) < 0
-    labelled = labelled.with_columns(reason_expression(columns, config, as_of, missing_user))
+    reason = reason_expression(columns, config, as_of, missing_user)
+    labelled = labelled.with_columns(_in_slices(labelled, reason))
     code = labelled[REASON_CODE].to_numpy()  # never null, so not copied
     reasons = _reason_counts(code)
     coverage = _coverage(labelled, raw, columns, config, as_of, coded.layers, ids)
@@ -454,6 +457,23 @@ def _label(
         coded.screens_renamed,
         coverage,
     )
+
+
+def _in_slices(frame: pl.DataFrame, expression: pl.Expr) -> pl.Series:
+    """``expression`` over ``frame``, evaluated on one slice of rows per Polars thread.
+
+    Polars evaluates a chain of when/then rules on one core; slices collected together
+    use them all (the reason codes of 10M rows: 60 -> 35 ms on two cores).
+    """
+    parts = min(pl.thread_pool_size(), frame.height // PARALLEL_SLICE_MIN_ROWS)
+    if parts <= 1:
+        return frame.select(expression).to_series()
+    step = -(-frame.height // parts)
+    lazy = frame.lazy()
+    slices = pl.collect_all(
+        [lazy.slice(start, step).select(expression) for start in range(0, frame.height, step)]
+    )
+    return pl.concat(slices, rechunk=True).to_series()
 
 
 def _coverage(

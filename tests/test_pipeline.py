@@ -8,6 +8,7 @@ import pytest
 
 from heatengine import GridSpec, aggregate, merge_partials
 from heatengine.partial import partial_from_taps
+from heatengine.pipeline import PARALLEL_SLICE_MIN_ROWS, _in_slices
 from heatengine.synthetic import generate_taps
 from tests import reference
 from tests.factory import AS_OF, KEY, small_config, taps_frame
@@ -178,3 +179,20 @@ def test_streaming_many_files_equals_one_run(tmp_path, demo_taps):
     )
     assert_same(aggregate(demo_taps, demo_config(), key=KEY), streamed)
     assert "batch 16/16" in laps
+
+
+@pytest.mark.parametrize("height", [0, 5, PARALLEL_SLICE_MIN_ROWS * 3 + 7])
+def test_expressions_in_slices_equal_one_evaluation(height):
+    # Enough rows for one slice per Polars thread, a ragged last slice, and no rows.
+    rng = np.random.default_rng(height)
+    values = rng.normal(size=height)
+    frame = pl.DataFrame({"v": np.where(rng.random(height) < 0.1, np.nan, values)})
+    v = pl.col("v")
+    expression = (
+        pl.when(v.is_nan()).then(pl.lit(3, pl.UInt8)).when(v < 0).then(pl.lit(1, pl.UInt8))
+        .otherwise(pl.lit(0, pl.UInt8)).alias("code")
+    )  # fmt: skip
+    result = _in_slices(frame, expression)
+    assert result.name == "code"
+    assert result.dtype == pl.UInt8
+    assert result.equals(frame.select(expression).to_series())
