@@ -6,16 +6,21 @@ before timing, and warms the JIT first. Not part of the default test run.
 
 from __future__ import annotations
 
+import hmac
+
 import numpy as np
 import polars as pl
 import pytest
 
 from heatengine.kernels import (
     count_contributions,
+    count_values,
     layer_cell_keys,
     split_by_user_bucket,
     tap_cell_totals,
 )
+from heatengine.layers import distinct_codes
+from heatengine.pseudonym import PseudonymKey
 from heatengine.smooth import smooth_grids
 
 pytestmark = pytest.mark.slow
@@ -137,3 +142,59 @@ def test_smoothing_scipy(benchmark):
     grids = np.random.default_rng(1).random((LAYERS, ROWS, COLUMNS))
     out = benchmark(lambda: smooth_grids(grids, 1.5))
     assert out.shape == grids.shape
+
+
+@pytest.fixture(scope="module")
+def ids():
+    """200,000 distinct raw ids, as the benchmark's users, and their bytes end to end."""
+    names = [f"user-{i:08d}@example-app" for i in range(200_000)]
+    data = np.frombuffer("".join(names).encode(), np.uint8)
+    offsets = np.cumsum([0, *map(len, names)], dtype=np.int64)
+    return names, data, offsets
+
+
+KEY_BYTES = b"benchmark key, at least 32 bytes long"
+
+
+def test_hmac_tokens_heatengine(benchmark, ids):
+    names, data, offsets = ids
+    key = PseudonymKey(KEY_BYTES)
+    expected = [
+        int.from_bytes(hmac.digest(KEY_BYTES, n.encode(), "sha256")[:8], "big")
+        for n in names[:1000]
+    ]
+    tokens = benchmark(lambda: key.token_prefixes(data, offsets))
+    assert tokens[:1000].tolist() == expected
+
+
+def test_hmac_tokens_hashlib_peer(benchmark, ids):
+    """The same tokens with the standard library, one id at a time."""
+    names = [n.encode() for n in ids[0]]
+    benchmark(lambda: [hmac.digest(KEY_BYTES, n, "sha256")[:8] for n in names])
+
+
+@pytest.fixture(scope="module")
+def screens():
+    rng = np.random.default_rng(2)
+    return pl.Series("screen", [f"screen_{i}" for i in rng.zipf(1.5, N).clip(max=50)])
+
+
+def test_value_numbering_heatengine(benchmark, screens):
+    codes, distinct = benchmark(lambda: distinct_codes(screens))
+    assert distinct.gather(codes).equals(screens, check_names=False)
+
+
+def test_value_numbering_polars_peer(benchmark, screens):
+    """Polars' own numbering of distinct values: a Categorical's physical codes."""
+    benchmark(lambda: screens.cast(pl.Categorical).to_physical().to_numpy())
+
+
+def test_count_values_heatengine(benchmark, taps):
+    layer = taps[0].astype(np.int32)
+    counts = benchmark(lambda: count_values(layer, LAYERS))
+    np.testing.assert_array_equal(counts, np.bincount(layer, minlength=LAYERS))
+
+
+def test_count_values_numpy_peer(benchmark, taps):
+    layer = taps[0].astype(np.int32)
+    benchmark(lambda: np.bincount(layer, minlength=LAYERS))
