@@ -351,10 +351,11 @@ def test_code_layers_clean_spaces_blanks_and_numbers(segments):
         assert coded.layers.row(int(coded.layer[4])) == ("cart", "a", "10")
 
 
-def test_code_layers_sparse_combinations_take_the_sorting_path():
-    # 30 rows, each with its own screen and segment values: 30**3 possible combinations,
-    # far more than SPARSE_COMBINATIONS_PER_ROW per row.
-    n = 30
+@pytest.mark.parametrize("n", [30, 1300])
+def test_code_layers_sparse_combinations_take_the_sorting_path(n):
+    # n rows, each with its own screen and segment values: n**3 possible combinations,
+    # far more than SPARSE_COMBINATIONS_PER_ROW per row. 1300**3 passes 2**31: each
+    # column's ranks are int32, their combination must not be.
     rng = np.random.default_rng(3)
     df = pl.DataFrame(
         {
@@ -366,22 +367,6 @@ def test_code_layers_sparse_combinations_take_the_sorting_path():
     assert n**3 > SPARSE_COMBINATIONS_PER_ROW * n
     check_code_layers(df, ("platform", "version"))
     check_code_layers(df.with_columns(screen=pl.lit("one")), ("platform", "version"))
-
-
-def test_code_layers_number_more_combinations_than_32_bits_hold():
-    # 1,300 rows, each with its own value in three columns: 1,300**3 (2.2e9) possible
-    # combinations, past 2**31. Each column's ranks are int32; their combination is not.
-    n = 1300
-    rng = np.random.default_rng(5)
-    df = pl.DataFrame(
-        {
-            "screen": [f"s{i:04d}" for i in rng.permutation(n)],
-            "platform": [f"p{i:04d}" for i in rng.permutation(n)],
-            "version": [f"v{i:04d}" for i in rng.permutation(n)],
-        }
-    )
-    assert n**3 > 2**31
-    check_code_layers(df, ("platform", "version"))
 
 
 def test_code_layers_dense_combinations_take_the_table_path():
