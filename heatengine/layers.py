@@ -19,7 +19,7 @@ import polars as pl
 
 from heatengine.config import AggregateConfig
 from heatengine.errors import HeatengineError
-from heatengine.kernels import count_values, new_pair_numbering, number_pairs
+from heatengine.kernels import count_values, new_pair_numbering, number_pairs, remap_in_place
 from heatengine.routes import clean_routes
 from heatengine.schema import clean_layer_values, clean_screen_names
 
@@ -142,7 +142,8 @@ def code_layers(df: pl.DataFrame, config: AggregateConfig) -> LayerCodes:
             .cast(pl.Int32)
             .to_numpy()
         )
-        ranks.append(position[codes])
+        remap_in_place(codes, position)  # each row's rank in the sorted layer values
+        ranks.append(codes)
         names.append(sorted_names)
     layers, layer = _combine(ranks, names) if len(ranks) > 1 else (names[0].to_frame(), ranks[0])
     return LayerCodes(layers, layer, renamed)

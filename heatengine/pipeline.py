@@ -32,7 +32,7 @@ from heatengine.elements import element_engagement
 from heatengine.errors import HeatengineError, QuarantineError
 from heatengine.heatmaps import HeatmapSet, RowCounts, RunStats
 from heatengine.io import Sources, scan_batches, scan_slices
-from heatengine.kernels import count_values
+from heatengine.kernels import count_values, remap_in_place
 from heatengine.layers import code_layers, distinct_codes, used_layers
 from heatengine.partial import Partial, TapPartial, cell_keys, users_per_layer
 from heatengine.pii import input_summary, scan_input
@@ -407,9 +407,9 @@ def _code_user_ids(raw: pl.DataFrame, columns: ResolvedColumns) -> _UserIds | No
         .cast(pl.Int32)
         .to_numpy()
     )  # fmt: skip
-    if np.array_equal(position, np.arange(position.size)):  # clean ids, none missing
-        return _UserIds(codes, ids)
-    return _UserIds(position[codes], ids)
+    if not np.array_equal(position, np.arange(position.size)):  # unless clean, none missing
+        remap_in_place(codes, position)
+    return _UserIds(codes, ids)
 
 
 def _label(

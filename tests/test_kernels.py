@@ -15,6 +15,7 @@ from heatengine.kernels import (
     count_values,
     layer_cell_keys,
     merge_sorted_contributions,
+    remap_in_place,
     tap_cell_totals,
 )
 from heatengine.partial import tap_totals
@@ -213,3 +214,13 @@ def test_count_values_matches_numpy_bincount(dtype, size, data):
 def test_count_values_refuses_values_outside_the_range(outside):
     with pytest.raises(ValueError, match="outside"):
         count_values(np.array([0, outside, 1], np.int64), 3)
+
+
+@given(st.sampled_from([np.int32, np.int64]), st.integers(1, 20), st.data())
+def test_remap_in_place_matches_numpy_gather(dtype, size, data):
+    mapping = data.draw(hnp.arrays(np.int32, size, elements=st.integers(-1, 10**6)))
+    values = data.draw(hnp.arrays(dtype, st.integers(0, 300), elements=st.integers(0, size - 1)))
+    expected = mapping[values]
+    remap_in_place(values, mapping)
+    assert values.dtype == dtype
+    assert values.tolist() == expected.tolist()
