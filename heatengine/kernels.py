@@ -27,19 +27,29 @@ def chunk_bounds(n: int, n_chunks: int) -> np.ndarray:
     return bounds
 
 
-@njit(**NJIT)
+@njit(**NJIT_PARALLEL)
 def count_values(values: np.ndarray, size: int) -> np.ndarray:
     """How often each of ``0 .. size - 1`` occurs in ``values``.
 
-    ``np.bincount`` without its copy of small integer codes to 8-byte integers. Raises
-    ``ValueError`` for a value outside the range, rather than count into other memory.
+    ``np.bincount`` in parallel, without its copy of small integer codes to 8-byte
+    integers. Raises ``ValueError`` for a value outside the range, rather than count
+    into other memory.
     """
-    counts = np.zeros(size, np.int64)
-    for v in values:
-        if v < 0 or v >= size:
-            raise ValueError("count_values: a value lies outside [0, size)")
-        counts[v] += 1
-    return counts
+    # Chunks of at least 2**16 values, and per-chunk counts of at most 2**24 entries.
+    n_chunks = max(1, min(64, values.size >> 16, (1 << 24) // max(size, 1)))
+    bounds = chunk_bounds(values.size, n_chunks)
+    counts = np.zeros((n_chunks, size), np.int64)
+    outside = np.zeros(n_chunks, np.bool_)
+    for c in prange(n_chunks):
+        for i in range(bounds[c], bounds[c + 1]):
+            v = values[i]
+            if v < 0 or v >= size:
+                outside[c] = True
+                break
+            counts[c, v] += 1
+    if outside.any():
+        raise ValueError("count_values: a value lies outside [0, size)")
+    return counts.sum(axis=0)
 
 
 @njit(**NJIT_PARALLEL)

@@ -210,10 +210,18 @@ def test_count_values_matches_numpy_bincount(dtype, size, data):
     assert counts.tolist() == np.bincount(values, minlength=size).tolist()
 
 
+def test_count_values_over_many_parallel_chunks():
+    values = np.random.default_rng(8).integers(0, 7, 300_001).astype(np.uint8)  # 4 chunks
+    assert count_values(values, 7).tolist() == np.bincount(values, minlength=7).tolist()
+
+
 @pytest.mark.parametrize("outside", [-1, 3])
-def test_count_values_refuses_values_outside_the_range(outside):
+@pytest.mark.parametrize("at", [1, 250_000])  # in the first chunk, and in a later one
+def test_count_values_refuses_values_outside_the_range(outside, at):
+    values = np.zeros(300_000, np.int64)
+    values[at] = outside
     with pytest.raises(ValueError, match="outside"):
-        count_values(np.array([0, outside, 1], np.int64), 3)
+        count_values(values, 3)
 
 
 @given(st.sampled_from([np.int32, np.int64]), st.integers(1, 20), st.data())
