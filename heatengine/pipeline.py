@@ -398,16 +398,21 @@ def _code_user_ids(raw: pl.DataFrame, columns: ResolvedColumns) -> _UserIds | No
         return None
     codes, distinct = distinct_codes(series)
     cleaned = clean_user_values(distinct)  # " u1" and "u1" are one user
-    ids = cleaned.drop_nulls().unique(maintain_order=True)
-    position = (
-        cleaned.to_frame()
-        .join(ids.to_frame().with_row_index("position"), on=ids.name, how="left",
-              maintain_order="left")["position"]
-        .fill_null(-1)
-        .cast(pl.Int32)
-        .to_numpy()
-    )  # fmt: skip
-    if not np.array_equal(position, np.arange(position.size)):  # unless clean, none missing
+    present = cleaned.is_not_null().to_numpy()
+    ids = cleaned.filter(present)
+    if ids.n_unique() == ids.len():  # cleaning merged no ids: the present ones, in order
+        position = np.where(present, np.cumsum(present) - 1, -1).astype(np.int32)
+    else:
+        ids = ids.unique(maintain_order=True)
+        position = (
+            cleaned.to_frame()
+            .join(ids.to_frame().with_row_index("position"), on=ids.name, how="left",
+                  maintain_order="left")["position"]
+            .fill_null(-1)
+            .cast(pl.Int32)
+            .to_numpy()
+        )  # fmt: skip
+    if ids.len() < present.size:  # else every position is its own: nothing to map
         remap_in_place(codes, position)
     return _UserIds(codes, ids)
 

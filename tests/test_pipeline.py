@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from heatengine import GridSpec, aggregate, merge_partials
 from heatengine.partial import partial_from_taps
-from heatengine.pipeline import PARALLEL_SLICE_MIN_ROWS, _in_slices
+from heatengine.pipeline import PARALLEL_SLICE_MIN_ROWS, _code_user_ids, _in_slices
+from heatengine.schema import ResolvedColumns
 from heatengine.synthetic import generate_taps
 from tests import reference
 from tests.factory import AS_OF, KEY, small_config, taps_frame
@@ -196,3 +199,16 @@ def test_expressions_in_slices_equal_one_evaluation(height):
     assert result.name == "code"
     assert result.dtype == pl.UInt8
     assert result.equals(frame.select(expression).to_series())
+
+
+@given(st.lists(st.sampled_from(["u1", " u1", "u1 ", "u2", "", "  ", None, "u3"]), max_size=60))
+def test_user_ids_are_numbered_by_their_cleaned_value(values):
+    # Both ways of numbering: cleaning merges no ids (a shortcut), or it merges some.
+    raw = pl.DataFrame({"user_id": pl.Series(values, dtype=pl.String)})
+    ids = _code_user_ids(raw, ResolvedColumns("user_id", False, ("user_id",), ()))
+    assert ids.ids.null_count() == 0
+    assert ids.ids.n_unique() == ids.ids.len()
+    cleaned = [None if v is None or not v.strip() else v.strip() for v in values]
+    assert sorted(ids.ids.to_list()) == sorted({c for c in cleaned if c is not None})
+    named = [None if c < 0 else ids.ids[int(c)] for c in ids.code]
+    assert named == cleaned
