@@ -349,18 +349,6 @@ def number_pairs(
     return first, second, code, rows, n_codes
 
 
-def first_occurrences(
-    first_hash: np.ndarray, second_hash: np.ndarray, codes: np.ndarray
-) -> np.ndarray:
-    """Number the distinct ``(first_hash, second_hash)`` pairs in order of first appearance.
-
-    ``codes[i]`` receives the number of row ``i``'s pair. Returns the row where each
-    number first appears, so callers look at one row per distinct value.
-    """
-    *_, rows, n_codes = number_pairs(first_hash, second_hash, codes, 0, *new_pair_numbering())
-    return rows[:n_codes].copy()
-
-
 @njit(**NJIT_PARALLEL)
 def published_user_groups(
     keys: np.ndarray,

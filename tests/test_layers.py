@@ -18,7 +18,6 @@ from heatengine.errors import SchemaError
 from heatengine.kernels import (
     _count_distinct,
     distinct_users_per_group,
-    first_occurrences,
     new_pair_numbering,
     number_pairs,
     published_user_groups,
@@ -122,7 +121,14 @@ def published_users_from_taps(
     return out
 
 
-# --- first_occurrences -----------------------------------------------------------------
+# --- number_pairs over a whole column ------------------------------------------------
+
+
+def first_occurrences(first: np.ndarray, second: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """number_pairs over the whole column at once: the first row of each number."""
+    *_, rows, n_codes = number_pairs(first, second, codes, 0, *new_pair_numbering())
+    return rows[:n_codes]
+
 
 U64 = st.integers(0, 2**64 - 1)
 
