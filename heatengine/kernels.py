@@ -35,8 +35,17 @@ def count_values(values: np.ndarray, size: int) -> np.ndarray:
     integers. Raises ``ValueError`` for a value outside the range, rather than count
     into other memory.
     """
-    # Chunks of at least 2**16 values, and per-chunk counts of at most 2**24 entries.
-    n_chunks = max(1, min(64, values.size >> 16, (1 << 24) // max(size, 1)))
+    # Chunks of at least 2**16 values, each with at least 8 values per count it keeps:
+    # with many possible values (many layers) the per-chunk counts would cost more time
+    # and memory than they save, and one chunk counts alone.
+    n_chunks = max(1, min(16, values.size >> 16, values.size // (8 * max(size, 1))))
+    if n_chunks == 1:
+        total = np.zeros(size, np.int64)
+        for v in values:
+            if v < 0 or v >= size:
+                raise ValueError("count_values: a value lies outside [0, size)")
+            total[v] += 1
+        return total
     bounds = chunk_bounds(values.size, n_chunks)
     counts = np.zeros((n_chunks, size), np.int64)
     outside = np.zeros(n_chunks, np.bool_)
@@ -49,7 +58,10 @@ def count_values(values: np.ndarray, size: int) -> np.ndarray:
             counts[c, v] += 1
     if outside.any():
         raise ValueError("count_values: a value lies outside [0, size)")
-    return counts.sum(axis=0)
+    total = counts[0].copy()
+    for c in range(1, n_chunks):
+        total += counts[c]
+    return total
 
 
 @njit(**NJIT_PARALLEL)

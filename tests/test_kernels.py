@@ -216,9 +216,11 @@ def test_count_values_over_many_parallel_chunks():
 
 
 @pytest.mark.parametrize("outside", [-1, 3])
-@pytest.mark.parametrize("at", [1, 250_000])  # in the first chunk, and in a later one
-def test_count_values_refuses_values_outside_the_range(outside, at):
-    values = np.zeros(300_000, np.int64)
+@pytest.mark.parametrize(
+    ("n", "at"), [(3, 1), (300_000, 1), (300_000, 250_000)]
+)  # counted alone; in the first of several chunks, and in a later one
+def test_count_values_refuses_values_outside_the_range(outside, n, at):
+    values = np.zeros(n, np.int64)
     values[at] = outside
     with pytest.raises(ValueError, match="outside"):
         count_values(values, 3)
