@@ -185,20 +185,29 @@ def test_streaming_many_files_equals_one_run(tmp_path, demo_taps):
 
 
 @pytest.mark.parametrize("height", [0, 5, PARALLEL_SLICE_MIN_ROWS * 3 + 7])
-def test_expressions_in_slices_equal_one_evaluation(height):
-    # Enough rows for one slice per Polars thread, a ragged last slice, and no rows.
+@pytest.mark.parametrize("parts", [None, 1, 3, 4])  # None: one per Polars thread
+def test_expressions_in_slices_equal_one_evaluation(height, parts):
+    # A ragged last slice, a frame of several chunks, fewer rows than slices, no rows.
     rng = np.random.default_rng(height)
     values = rng.normal(size=height)
-    frame = pl.DataFrame({"v": np.where(rng.random(height) < 0.1, np.nan, values)})
     v = pl.col("v")
+    frame = pl.DataFrame({"v": np.where(rng.random(height) < 0.1, np.nan, values)})
+    frame = pl.concat([frame.head(height // 3), frame.tail(height - height // 3)], rechunk=False)
     expression = (
         pl.when(v.is_nan()).then(pl.lit(3, pl.UInt8)).when(v < 0).then(pl.lit(1, pl.UInt8))
         .otherwise(pl.lit(0, pl.UInt8)).alias("code")
     )  # fmt: skip
-    result = _in_slices(frame, expression)
+    result = _in_slices(frame, expression, parts)
     assert result.name == "code"
     assert result.dtype == pl.UInt8
     assert result.equals(frame.select(expression).to_series())
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_expressions_in_slices_must_give_a_value_per_row(parts):
+    frame = pl.DataFrame({"v": np.arange(1000.0)})
+    with pytest.raises(ValueError, match=f"gives {parts} values for 1,000 rows"):
+        _in_slices(frame, pl.col("v").sum(), parts)
 
 
 @given(st.lists(st.sampled_from(["u1", " u1", "u1 ", "u2", "", "  ", None, "u3"]), max_size=60))
