@@ -50,6 +50,7 @@ from heatengine.config import (
     _require_real,
 )
 from heatengine.errors import HeatengineError
+from heatengine.kernels import GOLDEN, splitmix64_mix
 from heatengine.partial import users_per_layer
 
 if TYPE_CHECKING:
@@ -248,10 +249,7 @@ class DPPolicy:
 @njit(**NJIT)
 def splitmix64(x: np.uint64) -> np.uint64:
     """The splitmix64 finaliser: a 64-bit bijection with good avalanche."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    return splitmix64_mix(x + GOLDEN)
 
 
 @njit(**NJIT)

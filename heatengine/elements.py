@@ -35,7 +35,7 @@ from numba import njit, prange
 
 from heatengine.config import NJIT_PARALLEL, GridSpec, _require_int
 from heatengine.errors import HeatengineError, SchemaError
-from heatengine.kernels import chunk_bounds, distinct_users_per_group
+from heatengine.kernels import GOLDEN, chunk_bounds, distinct_users_per_group
 from heatengine.partial import (
     Partial,
     affordable_chunks,
@@ -494,7 +494,6 @@ def element_user_groups(
     n_chunks = offsets.size - 1
     bounds = chunk_bounds(keys.size, n_chunks)
     shift = np.uint64(64 - max(bucket_bits, 1))
-    golden = np.uint64(0x9E3779B97F4A7C15)  # the bucket hash of published_user_groups
     for chunk in prange(n_chunks):
         j = offsets[chunk]
         for i in range(bounds[chunk], bounds[chunk + 1]):
@@ -503,7 +502,8 @@ def element_user_groups(
             if row < 0:
                 continue
             r = row + keys[i] % cells
-            bucket = np.int64((users[i] * golden) >> shift) if bucket_bits else 0
+            # the bucket hash of published_user_groups
+            bucket = np.int64((users[i] * GOLDEN) >> shift) if bucket_bits else 0
             for p in range(start[r], start[r + 1]):
                 out_groups[j] = ((layer_slot[layer] + members[p]) << bucket_bits) + bucket
                 out_users[j] = users[i]

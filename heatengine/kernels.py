@@ -17,6 +17,19 @@ from numba import njit, prange
 
 from heatengine.config import NJIT, NJIT_PARALLEL
 
+#: 2**64 over the golden ratio: multiplying by it spreads small and sequential tokens
+#: over the top bits (Fibonacci hashing); splitmix64 adds it before mixing.
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(**NJIT)
+def splitmix64_mix(z: np.uint64) -> np.uint64:
+    """splitmix64's mixing steps (without its increment): a 64-bit bijection with good
+    avalanche that maps 0 to 0."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
 
 @njit(**NJIT)
 def chunk_bounds(n: int, n_chunks: int) -> np.ndarray:
@@ -185,7 +198,6 @@ def count_contributions(
 #: Groups up to this size are counted in a hash table of twice as many slots; larger
 #: ones (a busy cell) are sorted in place.
 HASHED_GROUP_MAX = 4096
-_FIBONACCI = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: spreads small tokens
 #: Blocks of keys that tap_cell_totals counts in parallel, each with its own scratch table
 #: (192 KiB): enough for any thread count this runs on.
 SCRATCH_BLOCKS = 64
@@ -205,7 +217,7 @@ def _hashed_distinct_capped(group, cap, slot_users, slot_taps, slot_stamp, stamp
     shift = np.uint64(64 - bits)
     distinct, capped = 0, 0
     for user in group:
-        slot = np.int64((user * _FIBONACCI) >> shift)
+        slot = np.int64((user * GOLDEN) >> shift)
         while slot_stamp[slot] == stamp and slot_users[slot] != user:
             slot = (slot + 1) & mask
         if slot_stamp[slot] != stamp:
@@ -382,12 +394,11 @@ def published_user_groups(
     """
     skip = (layer_position.max() + 1) << bucket_bits
     shift = np.uint64(64 - bucket_bits)
-    golden = np.uint64(0x9E3779B97F4A7C15)  # multiplicative hash: spreads small ids too
     for i in prange(keys.size):
         k = keys[i]
         position = layer_position[k // cells]
         if published[k] and position >= 0:
-            bucket = np.int64((users[i] * golden) >> shift) if bucket_bits else 0
+            bucket = np.int64((users[i] * GOLDEN) >> shift) if bucket_bits else 0
             out[i] = (position << bucket_bits) + bucket
         else:
             out[i] = skip
@@ -510,11 +521,7 @@ def merge_sorted_contributions(
 def user_bucket(user: np.uint64, bits: int) -> np.int64:
     """A user's bucket in ``[0, 2**bits)``: the top bits of the splitmix64 finaliser, so
     integer tokens given as small or sequential numbers still spread evenly."""
-    z = user
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return np.int64(z >> np.uint64(64 - bits))
+    return np.int64(splitmix64_mix(user) >> np.uint64(64 - bits))
 
 
 @njit(**NJIT)
