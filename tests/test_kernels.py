@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import heatengine
 from heatengine.kernels import (
     HASHED_GROUP_MAX,
     cell_totals,
@@ -234,3 +240,17 @@ def test_remap_in_place_matches_numpy_gather(dtype, size, data):
     remap_in_place(values, mapping)
     assert values.dtype == dtype
     assert values.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_import_makes_openmp_workers_sleep_unless_told_otherwise(given, expected):
+    code = "import os, heatengine; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    root = str(Path(heatengine.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == expected
