@@ -18,8 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import polars as pl
+
+from heatengine.kernels import distinct_flagged_pairs
 
 #: Coverage below this share is reported with a warning.
 WARN_BELOW = 0.85
@@ -41,8 +44,7 @@ class CoveragePairs:
 def coverage_pairs(
     layers: pl.DataFrame,
     layer: np.ndarray,
-    code: np.ndarray,
-    keys: np.ndarray,
+    person: np.ndarray,
     consented: np.ndarray,
 ) -> CoveragePairs:
     """Reduce one batch's rows to distinct (layer, person) pairs.
@@ -51,30 +53,15 @@ def coverage_pairs(
     ----------
     layers
         The batch's layer table; ``layer`` indexes it.
-    layer, code : integer arrays, one per counted row
-        Layer and dense person number (``0 <= code < keys.size``).
-    keys : uint64 array
-        Run-stable key of each person number.
+    layer : integer array, one per counted row
+    person : uint64 array, one per counted row
+        Run-stable key of the row's user or session.
     consented : bool array, one per counted row
     """
-    n_people = max(keys.size, 1)
-    # int64 whatever the inputs: layers times people can pass 2**31 in a large batch.
-    pair = layer.astype(np.int64) * n_people + code
-    seen = _distinct(pair)
-    consenting = np.zeros(seen.size, bool)
-    consenting[np.searchsorted(seen, _distinct(pair[consented]))] = True
-    pair_layer, pair_code = np.divmod(seen, n_people)
-    return CoveragePairs(layers, pair_layer, keys[pair_code], consenting)
-
-
-def _distinct(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values; a bitmap when the range is small, a sort otherwise."""
-    if values.size == 0:
-        return values
-    top = int(values.max()) + 1
-    if top <= 8 * values.size:
-        return np.flatnonzero(np.bincount(values, minlength=top))
-    return np.unique(values)
+    pair_layer, pair_person, pair_consented = distinct_flagged_pairs(
+        layer, person, consented, numba.get_num_threads()
+    )
+    return CoveragePairs(layers, pair_layer, pair_person, pair_consented)
 
 
 def summarise(batches: Sequence[CoveragePairs], layer_columns: Sequence[str], k: int) -> dict:

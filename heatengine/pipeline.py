@@ -522,25 +522,21 @@ def _coverage(
     needed = [LAYER, (code == ELIGIBLE).alias("consented"), *user_code_column]
     kept = labelled.select(needed).filter(rows)
     layer, consented = kept[LAYER].to_numpy(), kept["consented"].to_numpy()
+    # Each row's person is its run-stable key: an id's hash, or a token's bits.
     if ids is not None:
-        user_code = kept[USER_CODE].to_numpy()
-        user_keys = ids.ids.hash(seed=COVERAGE_SEED).to_numpy()
+        person = ids.ids.hash(seed=COVERAGE_SEED).to_numpy()[kept[USER_CODE].to_numpy()]
     else:
         tokens = raw[columns.user].filter(rows)
         if tokens.dtype.is_signed_integer():  # as _user_tokens: the bits, not the value
             tokens = tokens.cast(pl.Int64).reinterpret(signed=False)
-        user_code, distinct = distinct_codes(tokens)
-        user_keys = distinct.cast(pl.UInt64).to_numpy()
-    out = {"users": coverage_pairs(layers, layer, user_code, user_keys, consented)}
+        person = tokens.cast(pl.UInt64).to_numpy()
+    out = {"users": coverage_pairs(layers, layer, person, consented)}
     if SESSION in raw.columns:
-        session_code, sessions = distinct_codes(raw[SESSION].filter(rows))
-        present = sessions.is_not_null().to_numpy()[session_code]
+        sessions = raw[SESSION].filter(rows)
+        present = sessions.is_not_null().to_numpy()
+        person = sessions.hash(seed=COVERAGE_SEED).to_numpy()
         out["sessions"] = coverage_pairs(
-            layers,
-            layer[present],
-            session_code[present],
-            sessions.hash(seed=COVERAGE_SEED).to_numpy(),
-            consented[present],
+            layers, layer[present], person[present], consented[present]
         )
     return out
 

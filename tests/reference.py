@@ -25,6 +25,19 @@ def contributions(keys: np.ndarray, users: np.ndarray, taps: np.ndarray) -> pl.D
     )
 
 
+def flagged_pairs(layer: np.ndarray, person: np.ndarray, flag: np.ndarray) -> pl.DataFrame:
+    """Distinct (layer, person) pairs, ``flag`` true where any of the pair's rows is, sorted."""
+    return (
+        pl.DataFrame(
+            {"layer": layer.astype(np.int64), "person": person, "flag": flag},
+            schema={"layer": pl.Int64, "person": pl.UInt64, "flag": pl.Boolean},
+        )
+        .group_by("layer", "person")
+        .agg(pl.col("flag").any())
+        .sort("layer", "person")
+    )
+
+
 def per_cell(keys: np.ndarray, users: np.ndarray, cap: int) -> pl.DataFrame:
     """Distinct users and capped taps per key, from one row per tap."""
     return (

@@ -75,18 +75,21 @@ def test_streaming_files_count_each_person_once(tmp_path):
     assert streamed.stats.consent_coverage == one
 
 
-def test_coverage_pairs_of_more_layers_times_people_than_32_bits_hold():
-    # 1,000 layers and 3M people: a (layer, person) pair number passes 2**31, while the
-    # pipeline hands over int32 layers and person numbers.
-    n_layers, n_people = 1000, 3_000_000
-    layers = pl.DataFrame({"screen": [f"s{i:04d}" for i in range(n_layers)]})
-    layer = np.array([999, 999, 0, 715], np.int32)
-    code = np.array([2_999_999, 2_999_999, 5, 2_999_999], np.int32)
-    keys = np.arange(n_people, dtype=np.uint64) + np.uint64(10)
-    pairs = coverage_pairs(layers, layer, code, keys, np.array([True, False, False, True]))
-    assert pairs.layer.tolist() == [0, 715, 999]
-    assert pairs.person.tolist() == [15, 3_000_009, 3_000_009]
-    assert pairs.consented.tolist() == [False, True, True]
+def test_coverage_pairs_are_distinct_and_consented_when_any_row_is():
+    # Large layer numbers and keys: pairs are kept as they are, never packed into one
+    # number that could overflow (1,000 layers times 3M people passes 2**31).
+    layers = pl.DataFrame({"screen": [f"s{i:04d}" for i in range(1000)]})
+    layer = np.array([999, 999, 0, 715, 999], np.int32)
+    person = np.array([3_000_009, 3_000_009, 15, 3_000_009, 2**64 - 1], np.uint64)
+    consented = np.array([True, False, False, True, False])
+    pairs = coverage_pairs(layers, layer, person, consented)
+    columns = (pairs.layer.tolist(), pairs.person.tolist(), pairs.consented.tolist())
+    assert sorted(zip(*columns, strict=True)) == [
+        (0, 15, False),
+        (715, 3_000_009, True),
+        (999, 3_000_009, True),
+        (999, 2**64 - 1, False),
+    ]
 
 
 def test_coverage_can_be_switched_off_and_needs_a_consent_column():

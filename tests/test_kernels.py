@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,9 +17,11 @@ from hypothesis.extra import numpy as hnp
 import heatengine
 from heatengine.kernels import (
     HASHED_GROUP_MAX,
+    PAIR_PART_ROWS,
     cell_totals,
     count_contributions,
     count_values,
+    distinct_flagged_pairs,
     layer_cell_keys,
     merge_sorted_contributions,
     remap_in_place,
@@ -254,3 +257,38 @@ def test_import_makes_openmp_workers_sleep_unless_told_otherwise(given, expected
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert result.stdout.strip() == expected
+
+
+def flagged_pairs_frame(pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> pl.DataFrame:
+    layer, person, flag = pairs
+    return pl.DataFrame(
+        {"layer": layer.astype(np.int64), "person": person, "flag": flag},
+        schema={"layer": pl.Int64, "person": pl.UInt64, "flag": pl.Boolean},
+    ).sort("layer", "person")
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.sampled_from([np.int32, np.int64]), st.integers(1, 4), st.data())
+def test_distinct_flagged_pairs_match_reference(dtype, chunks, data):
+    n = data.draw(st.integers(0, 300))
+    layer = data.draw(hnp.arrays(dtype, n, elements=st.integers(0, 4)))
+    people = st.sampled_from([0, 1, 2, 7, 2**63, 2**64 - 1])
+    person = data.draw(hnp.arrays(np.uint64, n, elements=people))
+    flag = data.draw(hnp.arrays(np.bool_, n))
+    pairs = distinct_flagged_pairs(layer, person, flag, chunks)
+    assert pairs[0].dtype == dtype
+    assert flagged_pairs_frame(pairs).equals(reference.flagged_pairs(layer, person, flag))
+    serial = distinct_flagged_pairs(layer, person, flag, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(pairs, serial, strict=True))
+
+
+def test_distinct_flagged_pairs_split_into_many_parts():
+    rng = np.random.default_rng(11)
+    n = 5 * PAIR_PART_ROWS  # split in 8 parts, each counted in its own table
+    layer = rng.integers(0, 40, n).astype(np.int32)
+    person = rng.integers(0, 3_000, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    flag = rng.random(n) < 0.1
+    pairs = distinct_flagged_pairs(layer, person, flag, 3)
+    assert flagged_pairs_frame(pairs).equals(reference.flagged_pairs(layer, person, flag))
+    serial = distinct_flagged_pairs(layer, person, flag, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(pairs, serial, strict=True))
