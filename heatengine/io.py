@@ -98,9 +98,9 @@ def scan_slices(
         # share is decoded twice, and round sizes often fall on row-group boundaries
         # (a file of 2M rows in groups of 125,000: 2 x 1M shares none, 2**20 + 951,424
         # shares one; reading 100M taps in 50 such files took 5% less CPU).
-        size = -(-total.item() // max(1, -(-total.item() // rows)))
-        starts = range(0, total.item(), size)
-        batches += [frame.slice(start, size) for start in starts] or [frame]
+        n = total.item()
+        size = max(1, -(-n // max(1, -(-n // rows))))  # an empty file: one empty slice
+        batches += [frame.slice(start, size) for start in range(0, n, size)] or [frame]
     return batches
 
 

@@ -430,9 +430,11 @@ def test_only_parquet_files_and_frames_are_sliced(tmp_path):
     taps = generate_taps(2_500, seed=4)
     taps.write_parquet(tmp_path / "a.parquet", row_group_size=400)
     taps.head(1_500).write_csv(tmp_path / "b.csv")
+    taps.clear().write_parquet(tmp_path / "c.parquet")
     pieces = scan_slices(tmp_path, rows=1_000)
-    # a.parquet in three near-equal slices, b.csv whole: together every row, in order.
-    assert [p.collect().height for p in pieces] == [834, 834, 832, 1_500]
+    # a.parquet in three near-equal slices, b.csv whole, the empty c.parquet as one
+    # empty slice: together every row, in order.
+    assert [p.collect().height for p in pieces] == [834, 834, 832, 1_500, 0]
     assert pieces[1].collect()["x"].equals(taps["x"].slice(834, 834))
     assert [p.collect().height for p in scan_slices(taps, rows=1_000)] == [1_000, 1_000, 500]
     assert len(scan_slices(taps.lazy(), rows=1_000)) == 1  # a query's row order may vary
