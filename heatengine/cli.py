@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
 import signal
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heatengine`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _prefer_sleeping_openmp_workers()
     previous = None  # also when the handler was set outside Python: nothing to restore
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
@@ -55,6 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _prefer_sleeping_openmp_workers() -> None:
+    """Let Numba's OpenMP workers sleep between kernels, unless the environment says
+    otherwise.
+
+    By default they spin for milliseconds after every parallel kernel, taking a core
+    from Polars' reader and hash threads: on 2 cores a streaming run of 100M taps took
+    10.5 s spinning against 9.1 s passive, and in-memory runs did not change. A command
+    owns its process (and the workers it starts), so it may choose; the library does
+    not. libgomp reads the setting when it loads, at Numba's first parallel kernel.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -22,11 +21,6 @@ if TYPE_CHECKING:
 NJIT: dict[str, Any] = {"cache": True, "nogil": True}
 #: Options for kernels that run ``prange`` loops.
 NJIT_PARALLEL: dict[str, Any] = {**NJIT, "parallel": True}
-# Numba's OpenMP workers otherwise spin for milliseconds after every parallel kernel,
-# taking a core from Polars' reader and hash threads: on 2 cores a streaming run of 100M
-# taps took 10.5 s spinning against 9.1 s passive, and in-memory runs did not change.
-# libgomp reads this once, when the first parallel kernel runs; a value already set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 Measure = Literal["users", "taps"]
 Coordinates = Literal["normalised", "pixels"]
@@ -364,8 +358,8 @@ class AggregateConfig:
         engagement per element and dead taps per screen are published beside the cells.
     consent_coverage
         Measure consent coverage (consented users and sessions over those seen, per run
-        and layer; :mod:`heatengine.coverage`). It numbers every id seen, which costs
-        about 0.3 s per 10 million taps.
+        and layer; :mod:`heatengine.coverage`). It keeps each distinct (layer, person)
+        pair of the batch, which costs about 0.2 s per 10 million taps.
     rage_taps
         Find rage-tap bursts (:class:`heatengine.rage.RagePolicy`) and publish them as
         their own layers, ``screen (rage taps)``, k-suppressed like any other, with each

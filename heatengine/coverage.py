@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 import polars as pl
 
-from heatengine.kernels import distinct_flagged_pairs
+from heatengine.kernels import PAIR_PART_ROWS, distinct_flagged_pairs
+from heatengine.partial import default_chunks
 
 #: Coverage below this share is reported with a warning.
 WARN_BELOW = 0.85
@@ -57,9 +57,26 @@ def coverage_pairs(
     person : uint64 array, one per counted row
         Run-stable key of the row's user or session.
     consented : bool array, one per counted row
+
+    Raises
+    ------
+    ValueError
+        The arrays differ in length or have other types.
     """
+    if not (layer.size == person.size == consented.size):
+        msg = (
+            f"layer, person and consented must have one value per row: {layer.size:,}, "
+            f"{person.size:,} and {consented.size:,} given"
+        )
+        raise ValueError(msg)
+    if layer.dtype.kind not in "iu" or person.dtype != np.uint64 or consented.dtype != bool:
+        msg = (
+            "layer must be integers, person uint64 and consented bool: "
+            f"{layer.dtype}, {person.dtype} and {consented.dtype} given"
+        )
+        raise ValueError(msg)
     pair_layer, pair_person, pair_consented = distinct_flagged_pairs(
-        layer, person, consented, numba.get_num_threads()
+        layer, person, consented, default_chunks(), PAIR_PART_ROWS
     )
     return CoveragePairs(layers, pair_layer, pair_person, pair_consented)
 

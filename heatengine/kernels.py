@@ -559,9 +559,9 @@ def renumber_key_layers(keys: np.ndarray, layer_map: np.ndarray, cells: int) -> 
 
 
 #: Rows per part, on average, when :func:`distinct_flagged_pairs` splits its input.
-#: Smaller parts keep each table (two slots a row, 13 bytes a slot) in cache, larger ones
-#: scatter the rows to fewer places: on 7.1M rows, 2**16 took 89 ms, 2**14 102 ms and
-#: 2**17 95 ms.
+#: Smaller parts keep each table (2 to 4 slots a row, 14 bytes a slot with int32 layers)
+#: in cache, larger ones scatter the rows to fewer places: on 7.1M rows, 2**16 took
+#: 89 ms, 2**14 102 ms and 2**17 95 ms.
 PAIR_PART_ROWS = 2**16
 
 
@@ -570,33 +570,25 @@ def _pair_hash(layer, person) -> np.uint64:
     return splitmix64_mix(np.uint64(person) ^ (np.uint64(layer) * GOLDEN))
 
 
+@njit(**NJIT)
+def _pair_part(layer, person, bits) -> np.uint64:
+    """The part of a pair: the top ``bits`` bits of its hash (two shifts, so 0 bits is
+    part 0 rather than a shift by 64)."""
+    return (_pair_hash(layer, person) >> np.uint64(32)) >> (32 - bits)
+
+
 @njit(**NJIT_PARALLEL)
-def distinct_flagged_pairs(
-    layer: np.ndarray, person: np.ndarray, flag: np.ndarray, n_chunks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct ``(layer, person)`` pairs, each flagged when any of its rows is.
-
-    Rows are split by a hash of the pair into parts of about :data:`PAIR_PART_ROWS`,
-    each counted in its own small table, in parallel: a table of every pair would be far
-    larger than the cache. Pairs come out part by part, in an order set by the hash and
-    the row order alone, so the same for any ``n_chunks``.
-
-    Returns
-    -------
-    pair_layer : ``layer``'s dtype, pair_person : uint64, pair_flag : bool
-    """
-    n = layer.size
-    bits = 0
-    while (n >> bits) > PAIR_PART_ROWS and bits < 16:
-        bits += 1
-    n_parts = 1 << bits
+def _scatter_by_pair(layer, person, flag, bits, n_chunks):
+    """Rows grouped into ``2**bits`` parts by :func:`_pair_part`, in row order within a
+    part; returns where each part starts (plus the row count) and the grouped rows."""
+    n, n_parts = layer.size, 1 << bits
     bounds = chunk_bounds(n, n_chunks)
     # Each chunk counts its rows per part, so the scatter below is race-free; the hash
     # is computed again there rather than stored (8 bytes a row).
     counts = np.zeros((n_chunks, n_parts), np.int64)
     for c in prange(n_chunks):
         for i in range(bounds[c], bounds[c + 1]):
-            counts[c, (_pair_hash(layer[i], person[i]) >> np.uint64(32)) >> (32 - bits)] += 1
+            counts[c, _pair_part(layer[i], person[i], bits)] += 1
     part_start = np.empty(n_parts + 1, np.int64)
     total = 0
     for p in range(n_parts):
@@ -612,47 +604,70 @@ def distinct_flagged_pairs(
     for c in prange(n_chunks):
         position = counts[c]
         for i in range(bounds[c], bounds[c + 1]):
-            p = (_pair_hash(layer[i], person[i]) >> np.uint64(32)) >> (32 - bits)
+            p = _pair_part(layer[i], person[i], bits)
             j = position[p]
             part_layer[j], part_person[j], part_flag[j] = layer[i], person[i], flag[i]
             position[p] = j + 1
-    # Each part's distinct pairs overwrite the front of its own rows.
+    return part_start, part_layer, part_person, part_flag
+
+
+@njit(**NJIT)
+def _distinct_in_place(layer, person, flag, begin, end) -> int:
+    """Overwrite rows ``begin`` to ``end - 1`` with their distinct pairs, flags or-ed;
+    return how many there are. The table has at least twice as many slots as rows."""
+    slots = 16
+    while slots < 2 * (end - begin):
+        slots *= 2
+    mask = np.uint64(slots - 1)
+    used = np.zeros(slots, np.bool_)
+    slot_layer = np.empty(slots, layer.dtype)
+    slot_person = np.empty(slots, np.uint64)
+    slot_flag = np.empty(slots, np.bool_)
+    for j in range(begin, end):
+        s = np.int64(_pair_hash(layer[j], person[j]) & mask)
+        while used[s] and not (slot_layer[s] == layer[j] and slot_person[s] == person[j]):
+            s = (s + 1) & (slots - 1)
+        if used[s]:
+            slot_flag[s] = slot_flag[s] or flag[j]
+        else:
+            used[s] = True
+            slot_layer[s], slot_person[s], slot_flag[s] = layer[j], person[j], flag[j]
+    at = begin
+    for s in range(slots):
+        if used[s]:
+            layer[at], person[at], flag[at] = slot_layer[s], slot_person[s], slot_flag[s]
+            at += 1
+    return at - begin
+
+
+@njit(**NJIT_PARALLEL)
+def distinct_flagged_pairs(
+    layer: np.ndarray, person: np.ndarray, flag: np.ndarray, n_chunks: int, part_rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct ``(layer, person)`` pairs, each flagged when any of its rows is.
+
+    Rows are split by a hash of the pair into parts of about ``part_rows`` rows
+    (:data:`PAIR_PART_ROWS`; at most 2**16 parts), each counted in its own small table,
+    in parallel: a table of every pair would be far larger than the cache. Pairs come
+    out part by part, in an order set by the hash and the row order alone, so the same
+    for any ``n_chunks``.
+
+    Returns
+    -------
+    pair_layer : ``layer``'s dtype, pair_person : uint64, pair_flag : bool
+    """
+    bits = 0
+    while (layer.size >> bits) > part_rows and bits < 16:
+        bits += 1
+    part_start, part_layer, part_person, part_flag = _scatter_by_pair(
+        layer, person, flag, bits, n_chunks
+    )
+    n_parts = 1 << bits
     part_distinct = np.zeros(n_parts, np.int64)
     for p in prange(n_parts):
-        begin, end = part_start[p], part_start[p + 1]
-        slots = 16
-        while slots < 2 * (end - begin):
-            slots *= 2
-        mask = np.uint64(slots - 1)
-        used = np.zeros(slots, np.bool_)
-        slot_layer = np.empty(slots, layer.dtype)
-        slot_person = np.empty(slots, np.uint64)
-        slot_flag = np.empty(slots, np.bool_)
-        for j in range(begin, end):
-            s = np.int64(_pair_hash(part_layer[j], part_person[j]) & mask)
-            while used[s] and not (
-                slot_layer[s] == part_layer[j] and slot_person[s] == part_person[j]
-            ):
-                s = (s + 1) & (slots - 1)
-            if used[s]:
-                slot_flag[s] = slot_flag[s] or part_flag[j]
-            else:
-                used[s] = True
-                slot_layer[s], slot_person[s], slot_flag[s] = (
-                    part_layer[j],
-                    part_person[j],
-                    part_flag[j],
-                )
-        at = begin
-        for s in range(slots):
-            if used[s]:
-                part_layer[at], part_person[at], part_flag[at] = (
-                    slot_layer[s],
-                    slot_person[s],
-                    slot_flag[s],
-                )
-                at += 1
-        part_distinct[p] = at - begin
+        part_distinct[p] = _distinct_in_place(
+            part_layer, part_person, part_flag, part_start[p], part_start[p + 1]
+        )
     out_start = _segment_starts(part_distinct)
     pair_layer = np.empty(out_start[n_parts], layer.dtype)
     pair_person = np.empty(out_start[n_parts], np.uint64)

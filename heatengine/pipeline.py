@@ -106,17 +106,17 @@ def aggregate(
     progress
         Called with ``(step, seconds)`` after each step, for logs and progress display.
     streaming
-        Process the input a batch at a time (Parquet files and frames in slices of
-        :data:`STREAMING_BATCH_ROWS` rows; CSV and NDJSON files, a LazyFrame given,
-        and any file when rage taps are on, whole), spilling the taps to disk grouped
-        by a hash of the user, then count the spilled taps a part of whole users at a
-        time (:mod:`heatengine.spill`): memory is bounded by two batches (the next is
-        read ahead) and one part, not by the input, apart from consent-coverage pairs
-        and the quarantined rows returned at the end. Dominance
+        Process the input a batch at a time (Parquet files and frames in near-equal
+        slices of at most :data:`STREAMING_BATCH_ROWS` rows; CSV and NDJSON files, a
+        LazyFrame given, and any file when rage taps are on, whole), spilling the taps
+        to disk grouped by a hash of the user, then count the spilled taps a part of
+        whole users at a time (:mod:`heatengine.spill`): memory is bounded by two
+        batches (the next is read ahead) and one part, not by the input, apart from
+        consent-coverage pairs and the quarantined rows returned at the end. Dominance
         rules that can fire, true totals, elements and differential privacy read every
-        contribution at once and so load all parts. The
-        result is identical to a run without streaming, except that rage-tap bursts
-        (``config.rage_taps``) are found within each file.
+        contribution at once and so load all parts. The result is identical to a run
+        without streaming, except that rage-tap bursts (``config.rage_taps``) are found
+        within each file.
     spill_dir
         Where a streaming run spills (a temporary folder inside it, removed at the end;
         default: the system's temporary folder). It takes about 12 bytes per tap, plus

@@ -201,3 +201,14 @@ def test_nightly_command(tmp_path):
     too_old = run_cli(*args[:5], "--date", "2026-09-01", *args[7:])
     assert too_old.returncode == 2
     assert "older than the retention window" in too_old.stderr
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_commands_make_openmp_workers_sleep_unless_told_otherwise(
+    preset, expected, monkeypatch, tmp_path
+):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # restored after the test
+    if preset is not None:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    assert main(["aggregate", str(tmp_path / "none.parquet"), "--out", str(tmp_path)]) == 2
+    assert os.environ["OMP_WAIT_POLICY"] == expected

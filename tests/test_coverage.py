@@ -92,6 +92,20 @@ def test_coverage_pairs_are_distinct_and_consented_when_any_row_is():
     ]
 
 
+@pytest.mark.parametrize(
+    ("person", "consented", "message"),
+    [
+        (np.zeros(2, np.uint64), np.ones(3, bool), "one value per row: 3, 2 and 3"),
+        (np.zeros(3, np.int64), np.ones(3, bool), "person uint64"),
+        (np.zeros(3, np.uint64), np.ones(3, np.uint8), "consented bool"),
+    ],
+)
+def test_coverage_pairs_check_their_arrays(person, consented, message):
+    layers = pl.DataFrame({"screen": ["a"]})
+    with pytest.raises(ValueError, match=message):
+        coverage_pairs(layers, np.zeros(3, np.int32), person, consented)
+
+
 def test_coverage_can_be_switched_off_and_needs_a_consent_column():
     frame = coverage_input(consented=12, declined=6)
     off = aggregate(frame, small_config(k=5, consent_coverage=False), key=KEY)

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
@@ -14,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import heatengine
 from heatengine.kernels import (
     HASHED_GROUP_MAX,
     PAIR_PART_ROWS,
@@ -245,20 +239,6 @@ def test_remap_in_place_matches_numpy_gather(dtype, size, data):
     assert values.tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_import_makes_openmp_workers_sleep_unless_told_otherwise(given, expected):
-    code = "import os, heatengine; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    root = str(Path(heatengine.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert result.stdout.strip() == expected
-
-
 def flagged_pairs_frame(pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> pl.DataFrame:
     layer, person, flag = pairs
     return pl.DataFrame(
@@ -268,17 +248,22 @@ def flagged_pairs_frame(pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> pl.
 
 
 @settings(deadline=None, max_examples=150)
-@given(st.sampled_from([np.int32, np.int64]), st.integers(1, 4), st.data())
-def test_distinct_flagged_pairs_match_reference(dtype, chunks, data):
+@given(
+    st.sampled_from([np.int32, np.int64]),
+    st.integers(1, 4),
+    st.sampled_from([1, 3, 64, PAIR_PART_ROWS]),  # small parts: up to 512 of them here
+    st.data(),
+)
+def test_distinct_flagged_pairs_match_reference(dtype, chunks, part_rows, data):
     n = data.draw(st.integers(0, 300))
     layer = data.draw(hnp.arrays(dtype, n, elements=st.integers(0, 4)))
     people = st.sampled_from([0, 1, 2, 7, 2**63, 2**64 - 1])
     person = data.draw(hnp.arrays(np.uint64, n, elements=people))
     flag = data.draw(hnp.arrays(np.bool_, n))
-    pairs = distinct_flagged_pairs(layer, person, flag, chunks)
+    pairs = distinct_flagged_pairs(layer, person, flag, chunks, part_rows)
     assert pairs[0].dtype == dtype
     assert flagged_pairs_frame(pairs).equals(reference.flagged_pairs(layer, person, flag))
-    serial = distinct_flagged_pairs(layer, person, flag, 1)
+    serial = distinct_flagged_pairs(layer, person, flag, 1, part_rows)
     assert all(np.array_equal(a, b) for a, b in zip(pairs, serial, strict=True))
 
 
@@ -288,7 +273,7 @@ def test_distinct_flagged_pairs_split_into_many_parts():
     layer = rng.integers(0, 40, n).astype(np.int32)
     person = rng.integers(0, 3_000, n).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     flag = rng.random(n) < 0.1
-    pairs = distinct_flagged_pairs(layer, person, flag, 3)
+    pairs = distinct_flagged_pairs(layer, person, flag, 3, PAIR_PART_ROWS)
     assert flagged_pairs_frame(pairs).equals(reference.flagged_pairs(layer, person, flag))
-    serial = distinct_flagged_pairs(layer, person, flag, 1)
+    serial = distinct_flagged_pairs(layer, person, flag, 1, PAIR_PART_ROWS)
     assert all(np.array_equal(a, b) for a, b in zip(pairs, serial, strict=True))
