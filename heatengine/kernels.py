@@ -105,6 +105,24 @@ def layer_cell_keys(
         out[i] = layer[i] * cells + cy * columns + cx
 
 
+@njit(**NJIT)
+def _chunk_positions(counts):
+    """In place, per-chunk counts (chunks x groups) become each chunk's first position in
+    each group, for a scatter that keeps groups in order and chunks in order within a
+    group. Returns where each group starts, plus the total."""
+    n_chunks, n_groups = counts.shape
+    start = np.empty(n_groups + 1, np.int64)
+    total = 0
+    for g in range(n_groups):
+        start[g] = total
+        for c in range(n_chunks):
+            rows = counts[c, g]
+            counts[c, g] = total
+            total += rows
+    start[n_groups] = total
+    return start
+
+
 @njit(**NJIT_PARALLEL)
 def _group_by_key(keys, values, n_keys, n_chunks):
     """Counting sort: ``values`` grouped by key, and where each key's group starts.
@@ -120,15 +138,7 @@ def _group_by_key(keys, values, n_keys, n_chunks):
     for c in prange(n_chunks):
         for i in range(bounds[c], bounds[c + 1]):
             counts[c, keys[i]] += 1
-    key_start = np.empty(n_keys + 1, np.int64)
-    total = 0
-    for k in range(n_keys):
-        key_start[k] = total
-        for c in range(n_chunks):
-            slot = counts[c, k]
-            counts[c, k] = total
-            total += slot
-    key_start[n_keys] = total
+    key_start = _chunk_positions(counts)
     grouped = np.empty(n, values.dtype)
     for c in prange(n_chunks):
         position = counts[c]
@@ -589,15 +599,7 @@ def _scatter_by_pair(layer, person, flag, bits, n_chunks):
     for c in prange(n_chunks):
         for i in range(bounds[c], bounds[c + 1]):
             counts[c, _pair_part(layer[i], person[i], bits)] += 1
-    part_start = np.empty(n_parts + 1, np.int64)
-    total = 0
-    for p in range(n_parts):
-        part_start[p] = total
-        for c in range(n_chunks):
-            rows = counts[c, p]
-            counts[c, p] = total
-            total += rows
-    part_start[n_parts] = total
+    part_start = _chunk_positions(counts)
     part_layer = np.empty(n, layer.dtype)
     part_person = np.empty(n, np.uint64)
     part_flag = np.empty(n, np.bool_)
