@@ -13,8 +13,10 @@ import polars as pl
 import pytest
 
 from heatengine.kernels import (
+    PAIR_PART_ROWS,
     count_contributions,
     count_values,
+    distinct_flagged_pairs,
     layer_cell_keys,
     split_by_user_bucket,
     tap_cell_totals,
@@ -198,3 +200,22 @@ def test_count_values_heatengine(benchmark, taps):
 def test_count_values_numpy_peer(benchmark, taps):
     layer = taps[0].astype(np.int32)
     benchmark(lambda: np.bincount(layer, minlength=LAYERS))
+
+
+def _polars_flagged_pairs(layer, users, flag):
+    frame = pl.DataFrame({"layer": layer, "person": users, "flag": flag})
+    return frame.group_by("layer", "person").agg(pl.col("flag").any())
+
+
+def test_coverage_pairs_heatengine(benchmark, taps):
+    layer, _, _, users, _ = taps
+    layer, flag = layer.astype(np.int32), users % 7 != 0
+    pairs = benchmark(lambda: distinct_flagged_pairs(layer, users, flag, 2, PAIR_PART_ROWS))
+    expected = _polars_flagged_pairs(layer, users, flag)
+    assert pairs[0].size == expected.height
+    assert int(pairs[2].sum()) == int(expected["flag"].sum())
+
+
+def test_coverage_pairs_polars_peer(benchmark, taps):
+    layer, _, _, users, _ = taps
+    benchmark(lambda: _polars_flagged_pairs(layer.astype(np.int32), users, users % 7 != 0))
