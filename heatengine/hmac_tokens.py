@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from heatengine.config import NJIT, NJIT_PARALLEL
+from heatengine.kernels import chunk_bounds
 
 _MASK = np.uint64(0xFFFFFFFF)
 # SHA-256's initial hash value and round constants (FIPS 180-4, 5.3.3 and 4.2.2).
@@ -122,7 +123,7 @@ def hmac_sha256_prefixes(
     n = offsets.size - 1
     out = np.empty(n, np.uint64)
     n_blocks = max(1, min(n, 64))
-    bounds = np.linspace(0, n, n_blocks + 1).astype(np.int64)
+    bounds = chunk_bounds(n, n_blocks)
     for part in prange(n_blocks):
         w = np.empty(64, np.uint64)
         tail = np.empty(128, np.uint8)  # the last partial block, padding and length

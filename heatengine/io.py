@@ -9,6 +9,7 @@ selects columns and the engine pushes that down into the scan.
 from __future__ import annotations
 
 import glob as globbing
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -99,7 +100,8 @@ def scan_slices(
         # (a file of 2M rows in groups of 125,000: 2 x 1M shares none, 2**20 + 951,424
         # shares one; reading 100M taps in 50 such files took 5% less CPU).
         n = total.item()
-        size = max(1, -(-n // max(1, -(-n // rows))))  # an empty file: one empty slice
+        n_slices = max(1, math.ceil(n / rows))
+        size = max(1, math.ceil(n / n_slices))  # an empty file: one empty slice
         batches += [frame.slice(start, size) for start in range(0, n, size)] or [frame]
     return batches
 

@@ -236,10 +236,9 @@ def _card_length_fits(digits: str) -> bool:
 
 
 def _is_card(candidate: str) -> bool:
-    if candidate.isascii() and candidate.isdigit():  # most candidates: no separators
-        return 13 <= len(candidate) <= 19 and _card_length_fits(candidate) and luhn_valid(candidate)
-    digits = _ascii_digits(candidate)
-    separators = {ch for ch in candidate if ch in " -"}
+    plain = candidate.isascii() and candidate.isdigit()  # most candidates: no separators
+    digits = candidate if plain else _ascii_digits(candidate)
+    separators = set() if plain else {ch for ch in candidate if ch in " -"}
     if len(separators) > 1 or not 13 <= len(digits) <= 19:
         return False
     if separators:
